@@ -76,6 +76,18 @@ ContentsCipher::ContentsCipher(std::shared_ptr<const SecureBuffer> xts_key,
   { auto probe = tail_pool_.lease(); }
 }
 
+std::unique_ptr<ContentsCipher> ContentsCipher::for_testing(
+    std::span<const uint8_t> xts_key, std::span<const uint8_t> tail_key) {
+  if (xts_key.size() != kXtsKeyBytes || tail_key.size() != kTailKeyBytes) {
+    throw std::invalid_argument("for_testing: keys must be 64 and 32 bytes");
+  }
+  auto xts = std::make_shared<SecureBuffer>(kXtsKeyBytes);
+  std::memcpy(xts->data(), xts_key.data(), kXtsKeyBytes);
+  auto tail = std::make_shared<SecureBuffer>(kTailKeyBytes);
+  std::memcpy(tail->data(), tail_key.data(), kTailKeyBytes);
+  return std::unique_ptr<ContentsCipher>(new ContentsCipher(std::move(xts), std::move(tail)));
+}
+
 void ContentsCipher::encrypt(const FileId& file, uint64_t first_unit,
                              std::span<const uint8_t> in, std::span<uint8_t> out) {
   crypt(true, file, first_unit, in, out);

@@ -42,6 +42,13 @@ class ContentsCipher {
  public:
   explicit ContentsCipher(const VolumeKey& key);
 
+  // Test seam: an engine keyed directly with a raw 64-byte AES-256-XTS key
+  // (key1 || key2) and a raw 32-byte tail key, bypassing the KDF, so that
+  // standard vectors (IEEE 1619) can be run through encrypt()/decrypt().
+  // Never used by the filesystem.
+  static std::unique_ptr<ContentsCipher> for_testing(std::span<const uint8_t> xts_key,
+                                                     std::span<const uint8_t> tail_key);
+
   // Encrypts consecutive data units of one file, starting at unit
   // `first_unit`. `in` holds whole units except that the final one may be
   // shorter (it is then the file's last unit). `out` has in's size and may
