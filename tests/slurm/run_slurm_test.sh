@@ -1,0 +1,852 @@
+#!/bin/bash
+# Single-node Slurm integration test for scratchcrypt.
+#
+# Starts a private munged + slurmctld + slurmd (no systemd, nothing under /etc/slurm or
+# /etc/munge is used or changed) from a temporary directory, wires the packaging/slurm
+# Prolog / Epilog / TaskProlog scripts to the scratchcrypt binary under test, and runs
+# jobs as two unprivileged test users:
+#   a) a job gets $SCRATCH (= $TMPDIR), writes to it; afterwards the volume is wiped
+#      (mount gone, backing files gone) and the wipe record log names the job
+#   b) two jobs of two users at the same time each see only their own $SCRATCH
+#   c) a job that leaves a setsid/nohup process holding a file in $SCRATCH is still wiped
+#   d) a job that exceeds size_limit gets ENOSPC, and the node keeps serving jobs
+#   e) an epilog failure drains the node; the node is resumed afterwards
+#   f) scratchcrypt's own epilogue fails (backing file made immutable) -> node drains
+#   g) the epilog of a job without a volume succeeds
+#
+# Usage (as root):  bash tests/slurm/run_slurm_test.sh
+# Environment:
+#   SCRATCHCRYPT_BIN               binary to test (default: <repo>/build/scratchcrypt)
+#   SCRATCHCRYPT_SLURM_TEST_KEEP=1 keep the temporary directory even when all tests pass
+#   SCRATCHCRYPT_SLURM_TEST_NO_APT=1 never run apt-get (fail if packages are missing)
+# Prints PASS/FAIL per case and finally exactly "N passed, M failed"; exits non-zero on
+# any failure. On failure the temporary directory (logs) is kept and its path printed.
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+PKG=$REPO/packaging/slurm
+SC_SRC_BIN=${SCRATCHCRYPT_BIN:-$REPO/build/scratchcrypt}
+USER1=scjob1
+USER2=scjob2
+TMP_BASE=/tmp
+DIR_PREFIX=scratchcrypt-slurm-test.
+LOCK_FILE=$TMP_BASE/scratchcrypt-slurm-test.lock
+JOB_TIMEOUT=90          # seconds for one job to finish (incl. epilog)
+START_TIME=$(date +%s)
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C
+
+log()  { printf '[%3ds] %s\n' "$(( $(date +%s) - START_TIME ))" "$*"; }
+die()  { log "FATAL: $*"; echo "FAIL setup: $*"; echo "0 passed, 1 failed"; SETUP_FAILED=1; exit 1; }
+
+PASSED=0
+FAILED=0
+SETUP_FAILED=0
+REASONS=()
+bad()     { REASONS+=("$*"); }
+verdict() {   # verdict NAME DESCRIPTION
+    if [ "${#REASONS[@]}" -eq 0 ]; then
+        echo "PASS $1: $2"
+        PASSED=$((PASSED + 1))
+    else
+        local r
+        echo "FAIL $1: $2"
+        for r in "${REASONS[@]}"; do echo "     - $r"; done
+        FAILED=$((FAILED + 1))
+    fi
+    REASONS=()
+}
+
+[ "$(id -u)" -eq 0 ] || { echo "run_slurm_test.sh must run as root" >&2; exit 2; }
+
+# ---------------------------------------------------------------------------------------
+# Packages
+# ---------------------------------------------------------------------------------------
+need_pkgs=()
+command -v slurmctld  >/dev/null 2>&1 || need_pkgs+=(slurmctld)
+command -v slurmd     >/dev/null 2>&1 || need_pkgs+=(slurmd)
+command -v sbatch     >/dev/null 2>&1 || need_pkgs+=(slurm-client)
+command -v munged     >/dev/null 2>&1 || need_pkgs+=(munge)
+command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
+command -v fuser      >/dev/null 2>&1 || need_pkgs+=(psmisc)
+command -v chattr     >/dev/null 2>&1 || need_pkgs+=(e2fsprogs)
+command -v runuser    >/dev/null 2>&1 || need_pkgs+=(util-linux)
+command -v flock      >/dev/null 2>&1 || need_pkgs+=(util-linux)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+    [ "${SCRATCHCRYPT_SLURM_TEST_NO_APT:-0}" = 1 ] && die "missing packages: ${need_pkgs[*]}"
+    log "installing ${need_pkgs[*]}"
+    # Keep the packages' maintainer scripts from starting system daemons (they would
+    # use /etc/munge and /etc/slurm); only add a policy-rc.d if there is none.
+    added_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        added_policy=1
+    fi
+    apt_rc=0
+    {
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q update &&
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q install -y \
+            --no-install-recommends "${need_pkgs[@]}"
+    } >"$TMP_BASE/scratchcrypt-slurm-test-apt.log" 2>&1 || apt_rc=$?
+    [ "$added_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    if [ "$apt_rc" -ne 0 ]; then
+        tail -20 "$TMP_BASE/scratchcrypt-slurm-test-apt.log"
+        die "apt-get install ${need_pkgs[*]} failed"
+    fi
+fi
+
+[ -x "$SC_SRC_BIN" ] || die "scratchcrypt binary not found or not executable: $SC_SRC_BIN (build it or set SCRATCHCRYPT_BIN)"
+for f in prolog.sh epilog.sh task_prolog.sh; do
+    [ -f "$PKG/$f" ] || die "missing $PKG/$f"
+done
+
+# ---------------------------------------------------------------------------------------
+# One run at a time; clean up what an earlier run left behind (killed with SIGKILL, ...)
+# ---------------------------------------------------------------------------------------
+exec 9>"$LOCK_FILE"
+flock -n 9 || die "another run_slurm_test.sh is running (lock $LOCK_FILE)"
+
+# Every process this test starts (daemons, hooks, jobs) carries this variable in its
+# environment, so that exactly those processes can be found and stopped later.
+MARK_VAR=SCRATCHCRYPT_SLURM_TEST_DIR
+
+pids_marked() {   # pids_marked DIR: processes whose environment holds MARK_VAR=DIR
+    local d=$1 p
+    for p in /proc/[0-9]*; do
+        p=${p#/proc/}
+        [ "$p" = "$$" ] && continue
+        [ "$p" = "$BASHPID" ] && continue
+        if grep -qzxF "$MARK_VAR=$d" "/proc/$p/environ" 2>/dev/null; then
+            echo "$p"
+        fi
+    done
+}
+
+kill_marked() {   # kill_marked DIR: TERM, then KILL, the processes started for DIR
+    local d=$1 pids i
+    pids=$(pids_marked "$d")
+    [ -n "$pids" ] || return 0
+    kill -TERM $pids 2>/dev/null || true
+    for i in $(seq 1 30); do
+        sleep 0.2
+        pids=$(pids_marked "$d")
+        [ -n "$pids" ] || return 0
+    done
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.3
+}
+
+mounts_under() {  # mounts_under DIR: mount points below DIR, deepest first
+    awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r
+}
+
+unmount_under() {
+    local d=$1 m
+    for m in $(mounts_under "$d"); do
+        fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done
+}
+
+stop_pidfile() {  # stop_pidfile FILE: TERM the daemon whose pid is in FILE
+    local f=$1 pid i
+    [ -s "$f" ] || return 0
+    pid=$(cat "$f")
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+for old in "$TMP_BASE/$DIR_PREFIX"*; do
+    [ -d "$old" ] && [ -f "$old/.scratchcrypt-slurm-test" ] || continue
+    log "cleaning up an earlier run: $old"
+    unmount_under "$old"
+    kill_marked "$old"
+    unmount_under "$old"
+    chattr -R -i "$old" 2>/dev/null || true
+    if [ -z "$(mounts_under "$old")" ]; then rm -rf "$old"; fi
+done
+
+# ---------------------------------------------------------------------------------------
+# Temporary world
+# ---------------------------------------------------------------------------------------
+T=$(mktemp -d "$TMP_BASE/${DIR_PREFIX}XXXXXX")
+touch "$T/.scratchcrypt-slurm-test"
+chmod 0755 "$T"       # job users must reach the munge socket, the config and the hooks
+export "$MARK_VAR=$T"
+mkdir -p "$T/etc" "$T/bin" "$T/run" "$T/log" "$T/state/ctld" "$T/state/slurmd" "$T/munge"
+mkdir -p "$T/jobs"
+chmod 1777 "$T/jobs"
+chmod 0755 "$T/munge" "$T/etc" "$T/bin"
+chmod 0700 "$T/state/ctld" "$T/state/slurmd" "$T/run"
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    if [ -n "${T:-}" ] && [ -d "$T" ]; then
+        if [ -S "$T/munge/munge.socket.2" ] && [ -s "$T/run/slurmctld.pid" ]; then
+            timeout 10 scancel --quiet --partition=sctest >/dev/null 2>&1
+            sleep 1
+        fi
+        log "cleanup: stopping slurmd, slurmctld"
+        stop_pidfile "$T/run/slurmd.pid"
+        stop_pidfile "$T/run/slurmctld.pid"
+        log "cleanup: unmounting, stopping munged and leftover processes"
+        unmount_under "$T"
+        kill_marked "$T"
+        unmount_under "$T"
+        chattr -R -i "$T/backing" 2>/dev/null
+        if [ -n "$(mounts_under "$T")" ]; then
+            echo "WARNING: still mounted under $T:" >&2
+            mounts_under "$T" >&2
+        fi
+        if [ "$rc" -ne 0 ] || [ "$FAILED" -ne 0 ] || [ "${SCRATCHCRYPT_SLURM_TEST_KEEP:-0}" = 1 ]; then
+            if [ "$SETUP_FAILED" = 1 ] || [ "$FAILED" -ne 0 ]; then
+                for f in "$T"/log/slurmctld.log "$T"/log/slurmd.log "$T"/log/hooks.log "$T"/log/munged.log; do
+                    [ -s "$f" ] || continue
+                    echo "---- last lines of $f"
+                    tail -n 25 "$f"
+                done
+            fi
+            echo "test directory kept: $T"
+        elif [ -z "$(mounts_under "$T")" ]; then
+            rm -rf "$T"
+        fi
+    fi
+    log "total runtime $(( $(date +%s) - START_TIME ))s"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The binary and the hook scripts are copied into the test directory so that the job
+# users can execute them even when the repository lives under a private home directory.
+cp "$SC_SRC_BIN" "$T/bin/scratchcrypt"
+cp "$PKG/prolog.sh" "$PKG/epilog.sh" "$PKG/task_prolog.sh" "$T/bin/"
+chmod 0755 "$T/bin/"*
+SC=$T/bin/scratchcrypt
+
+BACKING=$T/backing
+MNT=$T/mnt
+RECORD=$T/record.log
+cat >"$T/etc/scratchcrypt.conf" <<EOF
+# scratchcrypt config for the Slurm integration test
+backing_root = $BACKING
+mount_root = $MNT
+size_limit = 64M
+record_log = $RECORD
+mode = per-job
+EOF
+chmod 0644 "$T/etc/scratchcrypt.conf"
+
+# Slurm gives Prolog/Epilog no environment of ours, so small wrappers export what the
+# packaging scripts need. They set NO PATH: the packaging scripts must do that.
+HOOKLOG=$T/log/hooks.log
+touch "$HOOKLOG"
+chmod 0644 "$HOOKLOG"
+for hook in prolog epilog task_prolog; do
+    {
+        echo '#!/bin/sh'
+        echo "export $MARK_VAR='$T'"
+        echo "export SCRATCHCRYPT_CONFIG='$T/etc/scratchcrypt.conf'"
+        echo "export SCRATCHCRYPT_BIN='$SC'"
+        if [ "$hook" != task_prolog ]; then
+            echo "export SCRATCHCRYPT_SLURM_LOG='$HOOKLOG'"
+        fi
+        if [ "$hook" = epilog ]; then
+            # Test hook for case e: after the real epilog, fail on purpose when the
+            # harness asked for it for this job id.
+            echo "'$T/bin/epilog.sh'; rc=\$?"
+            echo "if [ -e '$T/run/fail-epilog.'\"\$SLURM_JOB_ID\" ]; then"
+            echo "    echo \"test hook: failing epilog of job \$SLURM_JOB_ID on purpose\" >>'$HOOKLOG'"
+            echo "    exit 1"
+            echo "fi"
+            echo "exit \$rc"
+        else
+            echo "exec '$T/bin/$hook.sh'"
+        fi
+    } >"$T/bin/$hook-wrapper"
+    chmod 0755 "$T/bin/$hook-wrapper"
+done
+
+# ---------------------------------------------------------------------------------------
+# Users
+# ---------------------------------------------------------------------------------------
+for u in "$USER1" "$USER2"; do
+    if ! id "$u" >/dev/null 2>&1; then
+        useradd -M -s /bin/bash "$u" || die "useradd $u failed"
+    fi
+done
+
+# ---------------------------------------------------------------------------------------
+# munge
+# ---------------------------------------------------------------------------------------
+MUNGE_SOCKET=$T/munge/munge.socket.2
+dd if=/dev/urandom of="$T/munge/munge.key" bs=1024 count=1 status=none
+chmod 0400 "$T/munge/munge.key"
+(
+    exec 9>&-
+    exec munged --foreground --force \
+        --key-file="$T/munge/munge.key" --socket="$MUNGE_SOCKET" \
+        --pid-file="$T/run/munged.pid" --log-file="$T/log/munged.log" \
+        --seed-file="$T/munge/munged.seed"
+) >"$T/log/munged.out" 2>&1 &
+for i in $(seq 1 50); do
+    if [ -S "$MUNGE_SOCKET" ] && munge -S "$MUNGE_SOCKET" -n 2>/dev/null | unmunge -S "$MUNGE_SOCKET" >/dev/null 2>&1; then
+        break
+    fi
+    sleep 0.1
+done
+munge -S "$MUNGE_SOCKET" -n 2>/dev/null | unmunge -S "$MUNGE_SOCKET" >/dev/null 2>&1 \
+    || die "munged did not come up: $(cat "$T/log/munged.out" "$T/log/munged.log" 2>/dev/null | tail -5)"
+runuser -u "$USER1" -- munge -S "$MUNGE_SOCKET" -n >/dev/null 2>&1 \
+    || die "user $USER1 cannot use the munge socket $MUNGE_SOCKET"
+log "munged up"
+
+# ---------------------------------------------------------------------------------------
+# slurm.conf
+# ---------------------------------------------------------------------------------------
+port_in_use() {
+    local hex
+    hex=$(printf '%04X' "$1")
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v h="$hex" '
+        NR > 0 { split($2, a, ":"); if (a[length(a)] == h) found = 1 } END { exit !found }'
+}
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$(( 20000 + RANDOM % 30000 ))
+        port_in_use "$p" || port_in_use "$((p + 1))" || { echo "$p"; return 0; }
+    done
+    return 1
+}
+CTLD_PORT=$(free_port) || die "no free TCP port"
+SLURMD_PORT=$((CTLD_PORT + 1))
+
+NODE=$(hostname -s)
+HW=$(slurmd -C 2>/dev/null | head -1)
+CPUS=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$HW")
+MEM=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$HW")
+[ -n "$CPUS" ] && [ -n "$MEM" ] || die "cannot parse 'slurmd -C': $HW"
+
+CONF=$T/etc/slurm.conf
+: >"$T/etc/plugstack.conf"
+cat >"$CONF" <<EOF
+# generated by tests/slurm/run_slurm_test.sh
+ClusterName=sctest
+SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
+CredType=cred/munge
+StateSaveLocation=$T/state/ctld
+SlurmdSpoolDir=$T/state/slurmd
+SlurmctldPidFile=$T/run/slurmctld.pid
+SlurmdPidFile=$T/run/slurmd.pid
+SlurmctldLogFile=$T/log/slurmctld.log
+SlurmdLogFile=$T/log/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+PlugStackConfig=$T/etc/plugstack.conf
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SwitchType=switch/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/builtin
+ReturnToService=2
+SlurmctldTimeout=30
+SlurmdTimeout=30
+MessageTimeout=10
+KillWait=2
+InactiveLimit=0
+MinJobAge=600
+Waittime=0
+EpilogMsgTime=100
+PrologEpilogTimeout=60
+Prolog=$T/bin/prolog-wrapper
+Epilog=$T/bin/epilog-wrapper
+TaskProlog=$T/bin/task_prolog-wrapper
+PrologFlags=Alloc
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+PartitionName=sctest Nodes=$NODE Default=YES MaxTime=10 State=UP OverSubscribe=FORCE:4
+EOF
+chmod 0644 "$CONF"
+export SLURM_CONF=$CONF
+
+# ---------------------------------------------------------------------------------------
+# slurmctld + slurmd
+# ---------------------------------------------------------------------------------------
+( exec 9>&-; exec slurmctld -D -c -f "$CONF" ) >"$T/log/slurmctld.out" 2>&1 &
+CTLD_PID=$!
+echo "$CTLD_PID" >"$T/run/slurmctld.pid"
+for i in $(seq 1 100); do
+    scontrol ping 2>/dev/null | grep -q 'is UP' && break
+    kill -0 "$CTLD_PID" 2>/dev/null || break
+    sleep 0.2
+done
+scontrol ping 2>/dev/null | grep -q 'is UP' \
+    || die "slurmctld did not come up: $(tail -5 "$T/log/slurmctld.out" "$T/log/slurmctld.log" 2>/dev/null)"
+log "slurmctld up (port $CTLD_PORT)"
+
+( exec 9>&-; exec slurmd -D -f "$CONF" -N "$NODE" ) >"$T/log/slurmd.out" 2>&1 &
+SLURMD_PID=$!
+echo "$SLURMD_PID" >"$T/run/slurmd.pid"
+
+node_state() { sinfo -h -n "$NODE" -o '%T' 2>/dev/null | head -1 || true; }
+node_field() { scontrol show node "$NODE" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1 || true; }
+
+wait_node_idle() {   # wait_node_idle TIMEOUT
+    local end=$(( $(date +%s) + $1 )) s
+    while [ "$(date +%s)" -lt "$end" ]; do
+        s=$(node_state)
+        [ "$s" = idle ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+wait_node_idle 60 \
+    || die "node $NODE did not become idle (state '$(node_state)', reason '$(node_field Reason)'): $(tail -5 "$T/log/slurmd.out" "$T/log/slurmd.log" 2>/dev/null)"
+log "slurmd up, node $NODE idle (CPUs=$CPUS RealMemory=$MEM)"
+
+# ---------------------------------------------------------------------------------------
+# Job helpers
+# ---------------------------------------------------------------------------------------
+J=$T/jobs
+
+submit() {   # submit USER NAME SCRIPTFILE [sbatch options...]  -> prints job id
+    local u=$1 name=$2 script=$3
+    shift 3
+    runuser -u "$u" -- env -i PATH="$PATH" LC_ALL=C HOME=/ USER="$u" \
+        SLURM_CONF="$CONF" "$MARK_VAR=$T" TESTJOBS="$J" \
+        sbatch --parsable -J "$name" -o "$J/$name.%j.out" -e "$J/$name.%j.out" -D "$J" \
+        -n 1 --time=3 "$@" "$script" | cut -d';' -f1
+}
+
+job_field() { scontrol show job -o "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1 || true; }
+
+wait_job_end() {   # wait_job_end ID [TIMEOUT] -> final JobState on stdout; 1 on timeout
+    local id=$1 end=$(( $(date +%s) + ${2:-$JOB_TIMEOUT} )) s
+    while [ "$(date +%s)" -lt "$end" ]; do
+        s=$(job_field "$id" JobState)
+        case "$s" in
+            ""|PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUED|RESIZING|SIGNALING|STAGE_OUT|RESV_DEL_HOLD|REQUEUE_FED|REQUEUE_HOLD|SPECIAL_EXIT|STOPPED)
+                sleep 0.25 ;;
+            *) echo "$s"; return 0 ;;
+        esac
+    done
+    echo "TIMEOUT(state=$(job_field "$id" JobState))"
+    return 1
+}
+
+wait_file() {   # wait_file PATH TIMEOUT
+    local end=$(( $(date +%s) + $2 ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        [ -e "$1" ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+job_out() { cat "$J/$2.$1.out" 2>/dev/null || true; }   # job_out ID NAME
+
+# alive PID: the process exists and is not a zombie (PID 1 here may not reap orphans)
+alive() {
+    local st
+    st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null || true)
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+
+is_mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
+
+backing_entries() { ls -A "$BACKING" 2>/dev/null | sort || true; }
+
+record_has_job() {   # a JSON line naming the job id in the record log
+    [ -f "$RECORD" ] && grep -Eq "\"job(_?id)?\"[[:space:]]*:[[:space:]]*\"?$1\"?[[:space:]]*[,}]" "$RECORD"
+}
+
+# check_wiped ID: the volume of job ID is gone everywhere
+check_wiped() {
+    local id=$1 before_entries=$2 e
+    if is_mounted "$MNT/$id"; then bad "job $id: $MNT/$id is still mounted"; fi
+    if [ -e "$MNT/$id" ]; then bad "job $id: mount point $MNT/$id still exists"; fi
+    for e in $before_entries; do
+        if [ -e "$BACKING/$e" ]; then bad "job $id: backing entry $BACKING/$e still exists"; fi
+    done
+    if ! record_has_job "$id"; then
+        bad "job $id: no record line for the job in $RECORD ($(tail -n 2 "$RECORD" 2>/dev/null | tr '\n' ' '))"
+    fi
+}
+
+# The common job preamble: report what the job sees, then optionally wait for the
+# harness (ready/go files) so it can look at the live volume.
+JOB_PRE='#!/bin/bash
+set -u
+name=$SLURM_JOB_NAME
+echo "SCRATCH=${SCRATCH:-<unset>}"
+echo "TMPDIR=${TMPDIR:-<unset>}"
+echo "WHOAMI=$(id -un)"
+handshake() {
+    touch "$TESTJOBS/$name.ready"
+    for i in $(seq 1 300); do [ -e "$TESTJOBS/$name.go" ] && return 0; sleep 0.2; done
+    echo "HANDSHAKE_TIMEOUT"
+}
+'
+
+# ---------------------------------------------------------------------------------------
+# a) write to $SCRATCH; wiped afterwards, record written
+# ---------------------------------------------------------------------------------------
+test_a() {
+    local name=a-basic s id st out before new e marker
+    marker="SCMARKER$RANDOM$RANDOM$RANDOM"
+    s=$J/$name.sh
+    cat >"$s" <<EOF
+$JOB_PRE
+[ -n "\${SCRATCH:-}" ] || exit 11
+stat -c 'STAT owner=%U mode=%a' "\$SCRATCH"
+echo "$marker plaintext content" > "\$SCRATCH/$marker.txt" || exit 12
+head -c 3000001 /dev/urandom > "\$TESTJOBS/$name.rand"
+cp "\$TESTJOBS/$name.rand" "\$SCRATCH/rand.bin" || exit 13
+cmp "\$TESTJOBS/$name.rand" "\$SCRATCH/rand.bin" && echo ROUNDTRIP_OK
+mkdir -p "\$SCRATCH/d1/d2" && echo x > "\$SCRATCH/d1/d2/f" && echo MKDIR_OK
+awk -v m="\$SCRATCH" '\$2 == m { print "MOUNTED fstype=" \$3 }' /proc/mounts
+srun -n1 sh -c 'echo "STEP_SCRATCH=\$SCRATCH"; ls "\$SCRATCH"' 2>&1
+sync
+handshake
+echo DONE
+EOF
+    chmod 0644 "$s"
+    rm -f "$J/$name.ready" "$J/$name.go"
+    before=$(backing_entries)
+    id=$(submit "$USER1" "$name" "$s") || { bad "sbatch failed"; verdict a "basic job scratch + wipe"; return; }
+    log "a: job $id submitted"
+    if wait_file "$J/$name.ready" 60; then
+        new=$(comm -13 <(echo "$before") <(backing_entries))
+        [ -n "$new" ] || bad "no new entry appeared under backing_root $BACKING while the job ran"
+        if grep -rqs "$marker" "$BACKING" 2>/dev/null; then
+            bad "the plaintext marker $marker (in a file name and its content) is visible in $BACKING"
+        fi
+        is_mounted "$MNT/$id" || bad "$MNT/$id is not a mount point while the job runs"
+    else
+        bad "job never reached the handshake (state $(job_field "$id" JobState))"
+        new=""
+    fi
+    touch "$J/$name.go"
+    st=$(wait_job_end "$id") || true
+    out=$(job_out "$id" "$name")
+    [ "$st" = COMPLETED ] || bad "job state $st, exit $(job_field "$id" ExitCode)"
+    grep -qx "SCRATCH=$MNT/$id" <<<"$out" || bad "job saw $(grep '^SCRATCH=' <<<"$out"), expected SCRATCH=$MNT/$id"
+    grep -qx "TMPDIR=$MNT/$id" <<<"$out" || bad "job saw $(grep '^TMPDIR=' <<<"$out"), expected TMPDIR=$MNT/$id"
+    grep -qx "STAT owner=$USER1 mode=700" <<<"$out" || bad "scratch dir: $(grep '^STAT' <<<"$out"), expected owner=$USER1 mode=700"
+    grep -q '^MOUNTED' <<<"$out" || bad "job: \$SCRATCH is not a mount point in the job"
+    grep -qx ROUNDTRIP_OK <<<"$out" || bad "a 3000001-byte file did not round-trip"
+    grep -qx MKDIR_OK <<<"$out" || bad "mkdir -p / nested write failed"
+    grep -qx "STEP_SCRATCH=$MNT/$id" <<<"$out" || bad "srun step did not get SCRATCH ($(grep -i 'step_scratch\|srun' <<<"$out" | head -2 | tr '\n' ' '))"
+    grep -qx DONE <<<"$out" || bad "job did not finish its script"
+    check_wiped "$id" "$new"
+    if [ "${#REASONS[@]}" -ne 0 ]; then REASONS+=("job output: $(tr '\n' '|' <<<"$out")"); fi
+    verdict a "job writes to \$SCRATCH; after it ends the volume is wiped and recorded"
+}
+
+# ---------------------------------------------------------------------------------------
+# b) two users at once, each sees only their own scratch
+# ---------------------------------------------------------------------------------------
+test_b() {
+    local s id1 id2 st1 st2 o1 o2 o id pair
+    s=$J/b-iso.sh
+    cat >"$s" <<'EOF'
+#!/bin/bash
+set -u
+me=$(id -un)
+echo "SCRATCH=${SCRATCH:-<unset>}"
+[ -n "${SCRATCH:-}" ] || exit 11
+echo "secret of $me" > "$SCRATCH/secret" || exit 12
+echo "$SCRATCH" > "$TESTJOBS/b.$me.path.tmp" && mv "$TESTJOBS/b.$me.path.tmp" "$TESTJOBS/b.$me.path"
+other=$OTHER_USER
+for i in $(seq 1 300); do [ -e "$TESTJOBS/b.$other.path" ] && break; sleep 0.2; done
+[ -e "$TESTJOBS/b.$other.path" ] || { echo "NO_OVERLAP"; exit 13; }
+op=$(cat "$TESTJOBS/b.$other.path")
+echo "OTHER=$op"
+[ "$op" != "$SCRATCH" ] && echo DISTINCT
+if cat "$op/secret" >/dev/null 2>"$TESTJOBS/b.$me.err1"; then echo LEAK_READ; fi
+grep -q 'Permission denied' "$TESTJOBS/b.$me.err1" && echo DENIED_READ
+if ls "$op" >/dev/null 2>"$TESTJOBS/b.$me.err2"; then echo LEAK_LIST; fi
+grep -q 'Permission denied' "$TESTJOBS/b.$me.err2" && echo DENIED_LIST
+if (echo x > "$op/intruder") 2>/dev/null; then echo LEAK_WRITE; fi
+[ "$(cat "$SCRATCH/secret")" = "secret of $me" ] && echo OWN_OK
+[ "$(ls -A "$SCRATCH")" = secret ] && echo ONLY_OWN_FILES
+# stay alive until the other job has looked too
+touch "$TESTJOBS/b.$me.done"
+for i in $(seq 1 300); do [ -e "$TESTJOBS/b.$other.done" ] && break; sleep 0.2; done
+EOF
+    chmod 0644 "$s"
+    rm -f "$J"/b.*
+    id1=$(submit "$USER1" b-iso "$s" --export=ALL,OTHER_USER=$USER2) || bad "sbatch 1 failed"
+    id2=$(submit "$USER2" b-iso "$s" --export=ALL,OTHER_USER=$USER1) || bad "sbatch 2 failed"
+    log "b: jobs $id1 ($USER1) and $id2 ($USER2) submitted"
+    st1=$(wait_job_end "$id1") || true
+    st2=$(wait_job_end "$id2") || true
+    o1=$(job_out "$id1" b-iso)
+    o2=$(job_out "$id2" b-iso)
+    [ "$st1" = COMPLETED ] || bad "job $id1 state $st1 exit $(job_field "$id1" ExitCode)"
+    [ "$st2" = COMPLETED ] || bad "job $id2 state $st2 exit $(job_field "$id2" ExitCode)"
+    for pair in "$id1:$o1" "$id2:$o2"; do
+        id=${pair%%:*}
+        o=${pair#*:}
+        grep -qx "SCRATCH=$MNT/$id" <<<"$o" || bad "job $id: $(grep '^SCRATCH=' <<<"$o"), expected $MNT/$id"
+        grep -q NO_OVERLAP <<<"$o" && bad "job $id: the two jobs did not run at the same time"
+        grep -qx DISTINCT <<<"$o" || bad "job $id: both jobs got the same \$SCRATCH"
+        grep -q '^LEAK' <<<"$o" && bad "job $id: could access the other user's scratch: $(grep '^LEAK' <<<"$o" | tr '\n' ' ')"
+        grep -qx DENIED_READ <<<"$o" || bad "job $id: reading the other's file did not fail with 'Permission denied'"
+        grep -qx DENIED_LIST <<<"$o" || bad "job $id: listing the other's scratch did not fail with 'Permission denied'"
+        grep -qx OWN_OK <<<"$o" || bad "job $id: could not read back its own file"
+        grep -qx ONLY_OWN_FILES <<<"$o" || bad "job $id: its scratch holds more than its own file"
+    done
+    check_wiped "$id1" ""
+    check_wiped "$id2" ""
+    if [ "${#REASONS[@]}" -ne 0 ]; then
+        REASONS+=("job $id1 output: $(tr '\n' '|' <<<"$o1")" "job $id2 output: $(tr '\n' '|' <<<"$o2")")
+    fi
+    verdict b "two users' jobs at the same time each see only their own \$SCRATCH"
+}
+
+# ---------------------------------------------------------------------------------------
+# c) a leftover background process holding a file in $SCRATCH
+# ---------------------------------------------------------------------------------------
+test_c() {
+    local name=c-holder s id st out before new bgpid
+    rm -f "$J/$name".*
+    s=$J/$name.sh
+    cat >"$s" <<EOF
+$JOB_PRE
+[ -n "\${SCRATCH:-}" ] || exit 11
+cd "\$SCRATCH" || exit 12
+setsid nohup bash -c 'exec 3>>"\$0/held.txt"; echo \$\$ > "\$1"; echo holding >&3; exec sleep 300' \\
+    "\$SCRATCH" "\$TESTJOBS/$name.bgpid" </dev/null >/dev/null 2>&1 &
+for i in \$(seq 1 50); do [ -s "\$TESTJOBS/$name.bgpid" ] && break; sleep 0.1; done
+echo "BGPID=\$(cat "\$TESTJOBS/$name.bgpid")"
+handshake
+echo DONE
+EOF
+    chmod 0644 "$s"
+    before=$(backing_entries)
+    id=$(submit "$USER1" "$name" "$s") || { bad "sbatch failed"; verdict c "leftover process"; return; }
+    log "c: job $id submitted"
+    new=""
+    if wait_file "$J/$name.ready" 60; then
+        new=$(comm -13 <(echo "$before") <(backing_entries))
+    else
+        bad "job never reached the handshake"
+    fi
+    bgpid=$(cat "$J/$name.bgpid" 2>/dev/null || true)
+    [ -n "$bgpid" ] && alive "$bgpid" || bad "background holder process did not start"
+    touch "$J/$name.go"
+    st=$(wait_job_end "$id") || true
+    out=$(job_out "$id" "$name")
+    [ "$st" = COMPLETED ] || bad "job state $st, exit $(job_field "$id" ExitCode)"
+    grep -qx DONE <<<"$out" || bad "job did not finish its script"
+    sleep 0.5
+    if [ -n "$bgpid" ] && alive "$bgpid"; then
+        bad "the background holder (pid $bgpid, $(tr '\0' ' ' <"/proc/$bgpid/cmdline" 2>/dev/null)) survived the epilogue"
+        kill -KILL "$bgpid" 2>/dev/null || true
+    fi
+    check_wiped "$id" "$new"
+    if [ "${#REASONS[@]}" -ne 0 ]; then REASONS+=("job output: $(tr '\n' '|' <<<"$out")"); fi
+    verdict c "a job that leaves a setsid/nohup process holding a file in \$SCRATCH is still wiped"
+}
+
+# ---------------------------------------------------------------------------------------
+# d) size limit -> ENOSPC; node keeps serving
+# ---------------------------------------------------------------------------------------
+test_d() {
+    local name=d-full s id st out id2 st2 ns
+    s=$J/$name.sh
+    cat >"$s" <<EOF
+$JOB_PRE
+[ -n "\${SCRATCH:-}" ] || exit 11
+dd if=/dev/zero of="\$SCRATCH/big" bs=1M count=100 2>"\$TESTJOBS/$name.dderr"
+echo "DD_RC=\$?"
+sed 's/^/DDERR: /' "\$TESTJOBS/$name.dderr"
+rm -f "\$SCRATCH/big"
+echo small > "\$SCRATCH/after" && [ "\$(cat "\$SCRATCH/after")" = small ] && echo AFTER_OK
+exit 0
+EOF
+    chmod 0644 "$s"
+    id=$(submit "$USER2" "$name" "$s") || { bad "sbatch failed"; verdict d "size limit"; return; }
+    log "d: job $id submitted"
+    st=$(wait_job_end "$id") || true
+    out=$(job_out "$id" "$name")
+    [ "$st" = COMPLETED ] || bad "job state $st, exit $(job_field "$id" ExitCode)"
+    if grep -qx 'DD_RC=0' <<<"$out"; then
+        bad "dd of 100 MiB into a 64M-limited scratch succeeded"
+    fi
+    grep -q '^DDERR:.*No space left on device' <<<"$out" || bad "dd did not report 'No space left on device'"
+    grep -qx AFTER_OK <<<"$out" || bad "the volume was not usable after ENOSPC and rm"
+    check_wiped "$id" ""
+    ns=$(node_state)
+    case "$ns" in idle|mixed|allocated) ;; *) bad "node state after the job: $ns ($(node_field Reason))" ;; esac
+    # the node keeps serving
+    cat >"$J/d-next.sh" <<'EOF'
+#!/bin/bash
+echo "SCRATCH=${SCRATCH:-<unset>}"
+echo hi > "$SCRATCH/x" && echo NEXT_OK
+EOF
+    chmod 0644 "$J/d-next.sh"
+    id2=$(submit "$USER1" d-next "$J/d-next.sh") || bad "sbatch of the next job failed"
+    st2=$(wait_job_end "$id2") || true
+    [ "$st2" = COMPLETED ] || bad "next job $id2: state $st2"
+    grep -qx NEXT_OK <<<"$(job_out "$id2" d-next)" || bad "next job $id2 could not write its scratch: $(job_out "$id2" d-next | tr '\n' '|')"
+    check_wiped "$id2" ""
+    if [ "${#REASONS[@]}" -ne 0 ]; then REASONS+=("job output: $(tr '\n' '|' <<<"$out")"); fi
+    verdict d "a job over size_limit gets ENOSPC and the node keeps serving"
+}
+
+# ---------------------------------------------------------------------------------------
+# Drain helpers
+# ---------------------------------------------------------------------------------------
+wait_drain() {   # wait_drain TIMEOUT
+    local end=$(( $(date +%s) + $1 ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        case "$(node_field State)" in *DRAIN*) return 0 ;; esac
+        sleep 0.25
+    done
+    return 1
+}
+resume_node() {
+    scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || return 1
+    wait_node_idle 30
+}
+
+# ---------------------------------------------------------------------------------------
+# e) an epilog failure drains the node (test hook), resume works
+# ---------------------------------------------------------------------------------------
+test_e() {
+    local name=e-drain s id st reason
+    s=$J/$name.sh
+    printf '#!/bin/bash\necho "SCRATCH=${SCRATCH:-<unset>}"\necho data > "$SCRATCH/f"\n' >"$s"
+    chmod 0644 "$s"
+    id=$(submit "$USER1" "$name" "$s" --hold) || { bad "sbatch failed"; verdict e "drain"; return; }
+    touch "$T/run/fail-epilog.$id"
+    scontrol release "$id" >/dev/null 2>&1 || bad "scontrol release $id failed"
+    log "e: job $id submitted (epilog made to fail)"
+    st=$(wait_job_end "$id") || true
+    if wait_drain 30; then
+        reason=$(node_field Reason)
+        log "e: node drained: State=$(node_field State) Reason=$reason"
+        case "$reason" in *[Ee]pilog*) ;; *) bad "drain reason '$reason' does not mention the epilog" ;; esac
+    else
+        bad "node did not drain after a failed epilog (State=$(node_field State), job state $st)"
+    fi
+    sinfo -h -n "$NODE" -o '%T' | grep -q drain || bad "sinfo does not show the node as drained: $(sinfo -h -n "$NODE" -o '%T')"
+    # the real epilog ran before the hook failed: the volume is wiped anyway
+    check_wiped "$id" ""
+    rm -f "$T/run/fail-epilog.$id"
+    resume_node || bad "node did not return to idle after 'scontrol update state=resume' (State=$(node_field State))"
+    verdict e "a failed epilog drains the node; 'scontrol update state=resume' brings it back"
+}
+
+# ---------------------------------------------------------------------------------------
+# f) scratchcrypt's own epilogue cannot wipe (backing made immutable) -> drain
+# ---------------------------------------------------------------------------------------
+test_f() {
+    local name=f-cannot-wipe s id st before new target ok=1 out rc
+    if ! lsattr -d "$T" >/dev/null 2>&1; then
+        echo "SKIP f: the filesystem of $T does not support chattr +i"
+        return
+    fi
+    rm -f "$J/$name".*
+    s=$J/$name.sh
+    cat >"$s" <<EOF
+$JOB_PRE
+[ -n "\${SCRATCH:-}" ] || exit 11
+mkdir "\$SCRATCH/sub" && echo data > "\$SCRATCH/sub/file" && echo data2 > "\$SCRATCH/file2"
+sync
+handshake
+EOF
+    chmod 0644 "$s"
+    before=$(backing_entries)
+    id=$(submit "$USER2" "$name" "$s") || { bad "sbatch failed"; verdict f "epilogue failure"; return; }
+    log "f: job $id submitted (backing will be made immutable)"
+    new=""
+    if wait_file "$J/$name.ready" 60; then
+        new=$(comm -13 <(echo "$before") <(backing_entries))
+    else
+        bad "job never reached the handshake"
+    fi
+    # make one regular backing file of this volume (or, failing that, its top entry)
+    # undeletable, even for root
+    target=""
+    for e in $new; do
+        target=$(find "$BACKING/$e" -type f 2>/dev/null | head -1)
+        [ -n "$target" ] || target=$BACKING/$e
+        break
+    done
+    if [ -n "$target" ] && chattr +i "$target" 2>/dev/null; then
+        log "f: made $target immutable"
+    else
+        bad "could not make a backing file of job $id immutable (new entries: '$new')"
+        ok=0
+    fi
+    touch "$J/$name.go"
+    st=$(wait_job_end "$id") || true
+    if [ "$ok" = 1 ]; then
+        if wait_drain 30; then
+            log "f: node drained: Reason=$(node_field Reason)"
+        else
+            bad "scratchcrypt epilogue did not fail although $target could not be deleted (node State=$(node_field State)); hooks log: $(grep "\[$id\]" "$HOOKLOG" | tail -2 | tr '\n' ' ')"
+        fi
+        chattr -i "$target" 2>/dev/null || true
+        # an operator's repair: running the epilogue again must now finish the wipe
+        out=$(SLURM_JOB_ID=$id SCRATCHCRYPT_CONFIG=$T/etc/scratchcrypt.conf "$SC" epilogue --job "$id" 2>&1) && rc=0 || rc=$?
+        [ "$rc" = 0 ] || bad "re-running 'scratchcrypt epilogue --job $id' after chattr -i failed (exit $rc): $out"
+        check_wiped "$id" "$new"
+    fi
+    case "$(node_field State)" in *DRAIN*) resume_node || bad "node did not resume" ;; esac
+    verdict f "scratchcrypt epilogue that cannot delete the backing files exits non-zero and drains the node"
+}
+
+# ---------------------------------------------------------------------------------------
+# g) epilog of a job that never got a volume succeeds; a job still runs at the end
+# ---------------------------------------------------------------------------------------
+test_g() {
+    local out rc id st
+    out=$(env -i "$MARK_VAR=$T" SLURM_JOB_ID=987654 SCRATCHCRYPT_BIN="$SC" \
+        SCRATCHCRYPT_CONFIG="$T/etc/scratchcrypt.conf" SCRATCHCRYPT_SLURM_LOG="$HOOKLOG" \
+        /bin/sh "$T/bin/epilog.sh" 2>&1) && rc=0 || rc=$?
+    [ "$rc" = 0 ] || bad "epilog.sh for a job without a volume exited $rc: $out $(tail -1 "$HOOKLOG")"
+    printf '#!/bin/bash\necho "SCRATCH=${SCRATCH:-<unset>}"\ntouch "$SCRATCH/ok" && echo OK\n' >"$J/g-last.sh"
+    chmod 0644 "$J/g-last.sh"
+    id=$(submit "$USER2" g-last "$J/g-last.sh") || bad "sbatch failed"
+    st=$(wait_job_end "$id") || true
+    [ "$st" = COMPLETED ] && grep -qx OK <<<"$(job_out "$id" g-last)" \
+        || bad "final job $id: state $st, output $(job_out "$id" g-last | tr '\n' '|')"
+    check_wiped "$id" ""
+    verdict g "epilog without a volume succeeds; the node still runs jobs at the end"
+}
+
+test_a
+test_b
+test_c
+test_d
+test_e
+test_f
+test_g
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
