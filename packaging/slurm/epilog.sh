@@ -39,8 +39,19 @@ if [ -n "${SCRATCHCRYPT_CONFIG:-}" ]; then
     set -- "$@" --config "$SCRATCHCRYPT_CONFIG"
 fi
 
-out=$("$bin" "$@" 2>&1)
-rc=$?
+# Capture the output in a file, not a pipe: the mount daemon the binary starts must
+# not be able to keep this script (or slurmd, which waits for EOF on the hook's
+# output) hanging by holding an inherited pipe open.
+tmp=$(mktemp "${TMPDIR:-/tmp}/scratchcrypt-epilog.XXXXXX" 2>/dev/null) || tmp=
+if [ -n "$tmp" ]; then
+    "$bin" "$@" </dev/null >"$tmp" 2>&1
+    rc=$?
+    out=$(cat "$tmp")
+    rm -f "$tmp"
+else
+    out=$("$bin" "$@" </dev/null 2>&1)
+    rc=$?
+fi
 if [ "$rc" -ne 0 ]; then
     log "'$bin $*' failed (exit $rc), node will be drained: $out"
     exit "$rc"
