@@ -114,15 +114,19 @@ flock -n 9 || die "another run_slurm_test.sh is running (lock $LOCK_FILE)"
 # environment, so that exactly those processes can be found and stopped later.
 MARK_VAR=SCRATCHCRYPT_SLURM_TEST_DIR
 
-pids_marked() {   # pids_marked DIR: processes whose environment holds MARK_VAR=DIR
-    local d=$1 p
-    for p in /proc/[0-9]*; do
-        p=${p#/proc/}
-        [ "$p" = "$$" ] && continue
-        [ "$p" = "$BASHPID" ] && continue
-        if grep -qzxF "$MARK_VAR=$d" "/proc/$p/environ" 2>/dev/null; then
-            echo "$p"
-        fi
+pids_marked() {   # pids_marked DIR: live processes whose environment holds MARK_VAR=DIR
+    local d=$1 f p k v st
+    # one grep over all environ files (forks are slow on some VMs)
+    for f in $(grep -lszxF "$MARK_VAR=$d" /proc/[0-9]*/environ 2>/dev/null || true); do
+        p=${f#/proc/}
+        p=${p%/environ}
+        if [ "$p" = "$$" ] || [ "$p" = "$BASHPID" ]; then continue; fi
+        st=
+        while read -r k v _; do
+            if [ "$k" = State: ]; then st=$v; break; fi
+        done 2>/dev/null <"/proc/$p/status" || true
+        # skip zombies (PID 1 here may not reap orphans) and processes already gone
+        if [ -n "$st" ] && [ "$st" != Z ]; then echo "$p"; fi
     done
 }
 
