@@ -14,7 +14,7 @@ BUILD    ?= build
 PKGS     := fuse3 openssl libsodium
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers \
-            -fno-plt -D_FILE_OFFSET_BITS=64 -I. -MMD -MP \
+            -fno-plt -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=35 -I. -MMD -MP \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 GTEST_LIBS := -lgtest -lgtest_main

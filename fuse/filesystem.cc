@@ -1,0 +1,1120 @@
+#include "fuse/filesystem.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/file.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fuse/encrypted_file.h"
+#include "fuse/log.h"
+
+namespace scratchcrypt {
+
+namespace {
+
+constexpr size_t kMaxRequestBytes = 1 << 20;  // max_write / max_read
+constexpr size_t kMaxStoredSymlink = PATH_MAX - 1;
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
+
+std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+bool is_dot(const char* name) {
+  return std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0;
+}
+
+// Backing names that start with '.' are scratchcrypt's (base64url never
+// makes one): the volume header, long-name companions and long names.
+bool is_reserved(const char* backing_name) { return backing_name[0] == '.' && !is_dot(backing_name); }
+
+int stat_of(int path_fd, struct stat* st) {
+  return ::fstatat(path_fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+}
+
+// A backing symlink stores base64url(nonce16 || tag16 || target); its
+// plaintext length follows from the stored length.
+void fix_symlink_size(struct stat* st) {
+  if (!S_ISLNK(st->st_mode)) return;
+  const off_t decoded = st->st_size * 3 / 4;
+  st->st_size = std::max<off_t>(0, decoded - 32);
+}
+
+// An open regular file: the backing descriptor opened for this handle.
+struct OpenFile {
+  UniqueFd fd;
+};
+
+// An open directory: a backing stream and the position the kernel last saw.
+struct OpenDir {
+  std::mutex mu;
+  DIR* dir = nullptr;
+  off_t offset = 0;
+  dirent* pending = nullptr;  // read but not yet returned (buffer was full)
+  DirId id;
+  ~OpenDir() {
+    if (dir != nullptr) ::closedir(dir);
+  }
+};
+
+// FUSE carries a handle as a uint64_t: ownership passes to the kernel at
+// open and comes back at release.
+template <typename T>
+uint64_t to_handle(std::unique_ptr<T> object) {
+  return reinterpret_cast<uint64_t>(object.release());
+}
+template <typename T>
+T& handle(fuse_file_info* fi) {
+  return *reinterpret_cast<T*>(fi->fh);
+}
+template <typename T>
+std::unique_ptr<T> take_handle(fuse_file_info* fi) {
+  return std::unique_ptr<T>(reinterpret_cast<T*>(fi->fh));
+}
+
+fuse_ino_t node_id(Filesystem& fs, Inode& inode) {
+  return &inode == &fs.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&inode);
+}
+
+int validate_name(const char* name) {
+  const size_t length = std::strlen(name);
+  if (length == 0) return -ENOENT;
+  if (length > kMaxNameBytes) return -ENAMETOOLONG;
+  return 0;
+}
+
+// The backing name of `name` in `dir`; for long names, makes sure the
+// companion file exists (created_companion says whether this call made it).
+int backing_name_for(Filesystem& fs, Inode& dir, const char* name, BackingName* out,
+                     bool create_companion = false, bool* created_companion = nullptr) {
+  if (int err = validate_name(name)) return err;
+  DirId id;
+  if (int err = fs.dir_id(dir, &id)) return err;
+  *out = fs.volume().names().encrypt_name(id, name);
+  if (created_companion != nullptr) *created_companion = false;
+  if (!out->is_long() || !create_companion) return 0;
+  const std::string companion = companion_of(out->name);
+  UniqueFd fd(::openat(dir.fd.get(), companion.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return errno == EEXIST ? 0 : -errno;
+  const auto& text = out->long_text;
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    int err = errno ? -errno : -EIO;
+    ::unlinkat(dir.fd.get(), companion.c_str(), 0);
+    return err;
+  }
+  if (created_companion != nullptr) *created_companion = true;
+  return 0;
+}
+
+void remove_companion(Inode& dir, const BackingName& name) {
+  if (name.is_long()) ::unlinkat(dir.fd.get(), companion_of(name.name).c_str(), 0);
+}
+
+// Looks up a backing entry and fills the FUSE entry (raising the lookup
+// count), or returns -errno.
+int lookup_backing(Filesystem& fs, Inode& dir, const std::string& backing_name,
+                   fuse_entry_param* e) {
+  UniqueFd fd(::openat(dir.fd.get(), backing_name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return -errno;
+  struct stat st;
+  if (int err = stat_of(fd.get(), &st)) return err;
+  Inode& inode = fs.inodes().acquire(std::move(fd), st);
+  fix_symlink_size(&st);
+  *e = {};
+  e->ino = node_id(fs, inode);
+  e->attr = st;
+  e->attr_timeout = e->entry_timeout = fs.options().cache_timeout;
+  return 0;
+}
+
+// New objects belong to the caller; in a setgid directory they take the
+// directory's group (and new directories inherit the setgid bit).
+int give_to_caller(fuse_req_t req, Inode& dir, int fd, const char* at_name, mode_t mode,
+                   bool is_directory) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  struct stat parent;
+  if (int err = stat_of(dir.fd.get(), &parent)) return err;
+  gid_t gid = (parent.st_mode & S_ISGID) ? parent.st_gid : ctx->gid;
+  const int flags = at_name != nullptr ? AT_SYMLINK_NOFOLLOW : AT_EMPTY_PATH;
+  if (::fchownat(fd, at_name != nullptr ? at_name : "", ctx->uid, gid, flags) != 0) return -errno;
+  if (at_name != nullptr) return 0;  // symlinks have no mode of their own
+  if (is_directory && (parent.st_mode & S_ISGID)) mode |= S_ISGID;
+  // chown clears set-id bits, so apply the requested mode afterwards.
+  if ((mode & (S_ISUID | S_ISGID)) && ::fchmod(fd, mode & 07777) != 0) return -errno;
+  return 0;
+}
+
+// Flags for opening the backing file: the data path reads to rewrite
+// partial units, so writers get O_RDWR; O_APPEND would make pwrite ignore
+// its offset; O_DIRECT is done by FUSE direct_io; truncation and creation
+// are handled separately.
+int backing_open_flags(int flags) {
+  flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_DIRECT);
+  if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+  return flags | O_CLOEXEC;
+}
+
+void set_file_info(Filesystem&, fuse_file_info* fi, int user_flags) {
+  if (user_flags & O_DIRECT) {
+    fi->direct_io = 1;
+  } else {
+    fi->keep_cache = 1;  // nobody else writes the backing file
+  }
+}
+
+// Loads the size and allocation of an inode the first time it is opened.
+int load_size(Inode& inode, int fd) {
+  std::unique_lock lock(inode.io);
+  if (inode.size) return 0;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return -errno;
+  inode.size = static_cast<uint64_t>(st.st_size);
+  inode.allocated = static_cast<uint64_t>(st.st_blocks) * 512;
+  return 0;
+}
+
+// After the data path changed a file, charges the change in allocated blocks.
+void reaccount(Filesystem& fs, Inode& inode, int fd) {
+  if (fs.options().size_limit == 0) return;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return;
+  const uint64_t now = static_cast<uint64_t>(st.st_blocks) * 512;
+  fs.account(static_cast<int64_t>(now) - static_cast<int64_t>(inode.allocated));
+  inode.allocated = now;
+}
+
+std::span<uint8_t> reply_buffer(size_t size) {
+  thread_local std::vector<uint8_t> buffer;
+  if (buffer.size() < size) buffer.resize(size);
+  return {buffer.data(), size};
+}
+
+// The 8- or 16-byte id that binds an object's xattr values to it.
+int object_id(Filesystem& fs, Inode& inode, std::vector<uint8_t>* out) {
+  if (inode.file_type == S_IFDIR) {
+    DirId id;
+    if (int err = fs.dir_id(inode, &id)) return err;
+    out->assign(id.bytes.begin(), id.bytes.end());
+    return 0;
+  }
+  if (inode.file_type == S_IFREG) {
+    FileId id;
+    UniqueFd fd(::open(proc_path(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC | O_NOATIME));
+    if (!fd.valid()) fd.reset(::open(proc_path(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return -errno;
+    if (int err = fs.file_id(inode, fd.get(), &id)) return err;
+    out->assign(id.bytes.begin(), id.bytes.end());
+    return 0;
+  }
+  return inode.file_type == S_IFLNK ? -EPERM : -ENOTSUP;
+}
+
+// "user.NAME" -> "NAME"; other namespaces are not stored.
+const char* user_xattr_suffix(const char* name) {
+  return std::strncmp(name, "user.", 5) == 0 && name[5] != '\0' ? name + 5 : nullptr;
+}
+
+// ---------------------------------------------------------------------------
+// Operations
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  auto& fs = *static_cast<Filesystem*>(userdata);
+  if (fs.options().writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  }
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (conn->capable & FUSE_CAP_ASYNC_DIO) conn->want |= FUSE_CAP_ASYNC_DIO;
+  // We are the backing store's only writer: cached pages stay valid.
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  conn->max_write = kMaxRequestBytes;
+  conn->max_readahead = kMaxRequestBytes;
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Filesystem& fs = fs_of(req);
+  Inode& dir = fs.inode(parent);
+  BackingName bn;
+  if (int err = backing_name_for(fs, dir, name, &bn)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  fuse_entry_param e;
+  int err = lookup_backing(fs, dir, bn.name, &e);
+  if (err == -ENOENT) {
+    e = {};  // a negative entry the kernel may cache
+    e.entry_timeout = fs.options().cache_timeout;
+    fuse_reply_entry(req, &e);
+  } else if (err) {
+    fuse_reply_err(req, -err);
+  } else {
+    fuse_reply_entry(req, &e);
+  }
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  Filesystem& fs = fs_of(req);
+  fs.inodes().forget(fs.inode(ino), nlookup);
+  fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  Filesystem& fs = fs_of(req);
+  for (size_t i = 0; i < count; ++i) {
+    fs.inodes().forget(fs.inode(forgets[i].ino), forgets[i].nlookup);
+  }
+  fuse_reply_none(req);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Filesystem& fs = fs_of(req);
+  struct stat st;
+  if (int err = stat_of(fs.inode(ino).fd.get(), &st)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  fix_symlink_size(&st);
+  fuse_reply_attr(req, &st, fs.options().cache_timeout);
+}
+
+int truncate_inode(Filesystem& fs, Inode& inode, int fd, uint64_t new_size) {
+  FileId id;
+  if (int err = fs.file_id(inode, fd, &id)) return err;
+  if (int err = load_size(inode, fd)) return err;
+  std::unique_lock lock(inode.io);
+  uint64_t size = *inode.size;
+  int err = EncryptedFile(fd, id, fs.volume().contents()).truncate(new_size, &size);
+  inode.size = size;
+  reaccount(fs, inode, fd);
+  return err;
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                fuse_file_info* fi) {
+  Filesystem& fs = fs_of(req);
+  Inode& inode = fs.inode(ino);
+  const int path_fd = inode.fd.get();
+  const std::string path = proc_path(path_fd);
+  int err = 0;
+
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    if (::chmod(path.c_str(), attr->st_mode & 07777) != 0) err = -errno;
+  }
+  if (!err && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+    uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
+    gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
+    if (::fchownat(path_fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = -errno;
+  }
+  if (!err && (to_set & FUSE_SET_ATTR_SIZE)) {
+    if (inode.file_type != S_IFREG) {
+      err = -EINVAL;
+    } else if (fi != nullptr) {
+      err = truncate_inode(fs, inode, handle<OpenFile>(fi).fd.get(), attr->st_size);
+    } else {
+      UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+      err = fd.valid() ? truncate_inode(fs, inode, fd.get(), attr->st_size) : -errno;
+    }
+  }
+  if (!err && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
+    timespec times[2];
+    times[0].tv_nsec = UTIME_OMIT;
+    times[1].tv_nsec = UTIME_OMIT;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+      times[0].tv_nsec = UTIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_ATIME) {
+      times[0] = attr->st_atim;
+    }
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+      times[1].tv_nsec = UTIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_MTIME) {
+      times[1] = attr->st_mtim;
+    }
+    int rc = fi != nullptr ? ::futimens(handle<OpenFile>(fi).fd.get(), times)
+                           : ::utimensat(AT_FDCWD, path.c_str(), times, 0);
+    if (rc != 0) err = -errno;
+  }
+  if (err) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  op_getattr(req, ino, fi);
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  Filesystem& fs = fs_of(req);
+  std::vector<char> stored(PATH_MAX + 1);
+  ssize_t n = ::readlinkat(fs.inode(ino).fd.get(), "", stored.data(), stored.size());
+  if (n < 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  auto target = fs.volume().names().decrypt_symlink({stored.data(), static_cast<size_t>(n)});
+  if (!target) {
+    log::warning("a symlink does not decrypt (backing inode " +
+                 std::to_string(fs.inode(ino).ino) + "); it was changed on disk");
+    fuse_reply_err(req, EIO);
+    return;
+  }
+  fuse_reply_readlink(req, target->c_str());
+}
+
+// Shared tail of mkdir, mknod and symlink: look the new entry up and reply.
+void reply_new_entry(fuse_req_t req, Filesystem& fs, Inode& dir, const BackingName& bn) {
+  fuse_entry_param e;
+  if (int err = lookup_backing(fs, dir, bn.name, &e)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  fuse_reply_entry(req, &e);
+}
+
+// Undoes a half-made entry after a later step failed.
+void discard_entry(Inode& dir, const BackingName& bn, bool companion_created, int flags = 0) {
+  ::unlinkat(dir.fd.get(), bn.name.c_str(), flags);
+  if (companion_created) remove_companion(dir, bn);
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  Filesystem& fs = fs_of(req);
+  Inode& dir = fs.inode(parent);
+  BackingName bn;
+  bool made_companion = false;
+  if (int err = backing_name_for(fs, dir, name, &bn, true, &made_companion)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  if (::mkdirat(dir.fd.get(), bn.name.c_str(), mode & 07777) != 0) {
+    int err = errno;
+    if (made_companion) remove_companion(dir, bn);
+    fuse_reply_err(req, err);
+    return;
+  }
+  UniqueFd fd(::openat(dir.fd.get(), bn.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  int err = fd.valid() ? 0 : -errno;
+  if (!err) err = write_object_id(fd.get(), DirId::random().bytes);
+  if (!err) err = give_to_caller(req, dir, fd.get(), nullptr, mode, true);
+  if (err) {
+    discard_entry(dir, bn, made_companion, AT_REMOVEDIR);
+    fuse_reply_err(req, -err);
+    return;
+  }
+  reply_new_entry(req, fs, dir, bn);
+}
+
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  Filesystem& fs = fs_of(req);
+  Inode& dir = fs.inode(parent);
+  const mode_t type = mode & S_IFMT;
+  if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK) {
+    fuse_reply_err(req, EPERM);  // device nodes have no place on scratch (nodev)
+    return;
+  }
+  BackingName bn;
+  bool made_companion = false;
+  if (int err = backing_name_for(fs, dir, name, &bn, true, &made_companion)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  if (::mknodat(dir.fd.get(), bn.name.c_str(), mode, rdev) != 0) {
+    int err = errno;
+    if (made_companion) remove_companion(dir, bn);
+    fuse_reply_err(req, err);
+    return;
+  }
+  int err = 0;
+  if (type == S_IFREG) {
+    UniqueFd fd(::openat(dir.fd.get(), bn.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    err = fd.valid() ? write_object_id(fd.get(), FileId::random().bytes) : -errno;
+    if (!err) err = give_to_caller(req, dir, fd.get(), nullptr, mode, false);
+  } else {
+    UniqueFd fd(::openat(dir.fd.get(), bn.name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    err = fd.valid() ? give_to_caller(req, dir, fd.get(), nullptr, mode, false) : -errno;
+  }
+  if (err) {
+    discard_entry(dir, bn, made_companion);
+    fuse_reply_err(req, -err);
+    return;
+  }
+  reply_new_entry(req, fs, dir, bn);
+}
+
+void op_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  Filesystem& fs = fs_of(req);
+  Inode& dir = fs.inode(parent);
+  const std::string stored = fs.volume().names().encrypt_symlink(link);
+  if (stored.size() > kMaxStoredSymlink) {
+    fuse_reply_err(req, ENAMETOOLONG);
+    return;
+  }
+  BackingName bn;
+  bool made_companion = false;
+  if (int err = backing_name_for(fs, dir, name, &bn, true, &made_companion)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  if (::symlinkat(stored.c_str(), dir.fd.get(), bn.name.c_str()) != 0) {
+    int err = errno;
+    if (made_companion) remove_companion(dir, bn);
+    fuse_reply_err(req, err);
+    return;
+  }
+  if (int err = give_to_caller(req, dir, dir.fd.get(), bn.name.c_str(), 0, false)) {
+    discard_entry(dir, bn, made_companion);
+    fuse_reply_err(req, -err);
+    return;
+  }
+  reply_new_entry(req, fs, dir, bn);
+}
+
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  Filesystem& fs = fs_of(req);
+  Inode& inode = fs.inode(ino);
+  Inode& dir = fs.inode(newparent);
+  BackingName bn;
+  bool made_companion = false;
+  if (int err = backing_name_for(fs, dir, newname, &bn, true, &made_companion)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  if (::linkat(inode.fd.get(), "", dir.fd.get(), bn.name.c_str(), AT_EMPTY_PATH) != 0) {
+    int err = errno;
+    if (made_companion) remove_companion(dir, bn);
+    fuse_reply_err(req, err);
+    return;
+  }
+  reply_new_entry(req, fs, dir, bn);
+}
+
+void remove_entry(fuse_req_t req, fuse_ino_t parent, const char* name, bool directory) {
+  Filesystem& fs = fs_of(req);
+  Inode& dir = fs.inode(parent);
+  BackingName bn;
+  if (int err = backing_name_for(fs, dir, name, &bn)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  struct stat st = {};
+  if (!directory && fs.options().size_limit != 0 &&
+      ::fstatat(dir.fd.get(), bn.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      st.st_nlink == 1) {
+    fs.account(-static_cast<int64_t>(st.st_blocks) * 512);
+  }
+  if (::unlinkat(dir.fd.get(), bn.name.c_str(), directory ? AT_REMOVEDIR : 0) != 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  remove_companion(dir, bn);
+  fuse_reply_err(req, 0);
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  remove_entry(req, parent, name, false);
+}
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  remove_entry(req, parent, name, true);
+}
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+               const char* newname, unsigned int flags) {
+  Filesystem& fs = fs_of(req);
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  Inode& from_dir = fs.inode(parent);
+  Inode& to_dir = fs.inode(newparent);
+  BackingName from, to;
+  bool made_companion = false;
+  int err = backing_name_for(fs, from_dir, name, &from);
+  if (!err) err = backing_name_for(fs, to_dir, newname, &to, true, &made_companion);
+  if (err) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  if (::renameat2(from_dir.fd.get(), from.name.c_str(), to_dir.fd.get(), to.name.c_str(),
+                  flags) != 0) {
+    err = errno;
+    if (made_companion) remove_companion(to_dir, to);
+    fuse_reply_err(req, err);
+    return;
+  }
+  // After an exchange both names still exist; otherwise the old one is gone.
+  if (!(flags & RENAME_EXCHANGE) && !(&from_dir == &to_dir && from.name == to.name)) {
+    remove_companion(from_dir, from);
+  }
+  fuse_reply_err(req, 0);
+}
+
+int open_backing(Filesystem& fs, Inode& inode, int flags, std::unique_ptr<OpenFile>* out) {
+  auto file = std::make_unique<OpenFile>();
+  file->fd.reset(::open(proc_path(inode.fd.get()).c_str(), backing_open_flags(flags)));
+  if (!file->fd.valid()) return -errno;
+  FileId id;
+  if (int err = fs.file_id(inode, file->fd.get(), &id)) return err;
+  if (int err = load_size(inode, file->fd.get())) return err;
+  *out = std::move(file);
+  return 0;
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Filesystem& fs = fs_of(req);
+  Inode& inode = fs.inode(ino);
+  std::unique_ptr<OpenFile> file;
+  if (int err = open_backing(fs, inode, fi->flags, &file)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  set_file_info(fs, fi, fi->flags);
+  fi->fh = to_handle(std::move(file));
+  if (fuse_reply_open(req, fi) == -ENOENT) take_handle<OpenFile>(fi);  // interrupted
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+               fuse_file_info* fi) {
+  Filesystem& fs = fs_of(req);
+  Inode& dir = fs.inode(parent);
+  BackingName bn;
+  bool made_companion = false;
+  if (int err = backing_name_for(fs, dir, name, &bn, true, &made_companion)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  // Create exclusively so that the new file id is never written over an
+  // existing file's; an existing file is opened instead unless O_EXCL.
+  UniqueFd fd(::openat(dir.fd.get(), bn.name.c_str(),
+                       backing_open_flags(fi->flags) | O_CREAT | O_EXCL | O_NOFOLLOW,
+                       mode & 07777));
+  if (!fd.valid()) {
+    int err = errno;
+    if (made_companion) remove_companion(dir, bn);
+    if (err != EEXIST || (fi->flags & O_EXCL)) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    fuse_entry_param e;
+    std::unique_ptr<OpenFile> file;
+    if ((err = -lookup_backing(fs, dir, bn.name, &e)) == 0) {
+      Inode& inode = fs.inode(e.ino);
+      err = inode.file_type == S_IFREG ? -open_backing(fs, inode, fi->flags, &file) : EISDIR;
+      if (err) fs.inodes().forget(inode, 1);
+    }
+    if (err) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    set_file_info(fs, fi, fi->flags);
+    fi->fh = to_handle(std::move(file));
+    if (fuse_reply_create(req, &e, fi) == -ENOENT) take_handle<OpenFile>(fi);
+    return;
+  }
+  int err = write_object_id(fd.get(), FileId::random().bytes);
+  if (!err) err = give_to_caller(req, dir, fd.get(), nullptr, mode, false);
+  fuse_entry_param e;
+  if (!err) err = lookup_backing(fs, dir, bn.name, &e);
+  if (err) {
+    discard_entry(dir, bn, made_companion);
+    fuse_reply_err(req, -err);
+    return;
+  }
+  Inode& inode = fs.inode(e.ino);
+  {
+    std::unique_lock lock(inode.io);
+    inode.size = 0;
+    inode.allocated = 0;
+  }
+  FileId id;
+  if ((err = fs.file_id(inode, fd.get(), &id)) != 0) {
+    fs.inodes().forget(inode, 1);
+    fuse_reply_err(req, -err);
+    return;
+  }
+  auto file = std::make_unique<OpenFile>();
+  file->fd = std::move(fd);
+  set_file_info(fs, fi, fi->flags);
+  fi->fh = to_handle(std::move(file));
+  if (fuse_reply_create(req, &e, fi) == -ENOENT) take_handle<OpenFile>(fi);
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  Filesystem& fs = fs_of(req);
+  Inode& inode = fs.inode(ino);
+  const int fd = handle<OpenFile>(fi).fd.get();
+  FileId id;
+  if (int err = fs.file_id(inode, fd, &id)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  std::span<uint8_t> out = reply_buffer(std::min(size, kMaxRequestBytes));
+  ssize_t n;
+  {
+    std::shared_lock lock(inode.io);
+    n = EncryptedFile(fd, id, fs.volume().contents()).read(off, out, *inode.size);
+  }
+  if (n < 0) {
+    fuse_reply_err(req, static_cast<int>(-n));
+  } else {
+    fuse_reply_buf(req, reinterpret_cast<const char*>(out.data()), static_cast<size_t>(n));
+  }
+}
+
+void op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+              fuse_file_info* fi) {
+  Filesystem& fs = fs_of(req);
+  Inode& inode = fs.inode(ino);
+  const int fd = handle<OpenFile>(fi).fd.get();
+  FileId id;
+  if (int err = fs.file_id(inode, fd, &id)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  ssize_t n;
+  {
+    std::unique_lock lock(inode.io);
+    uint64_t file_size = *inode.size;
+    const uint64_t end = static_cast<uint64_t>(off) + size;
+    const uint64_t growth = end > file_size ? std::min<uint64_t>(end - file_size, size) : 0;
+    if (fs.would_exceed_limit(growth)) {
+      n = -ENOSPC;
+    } else {
+      n = EncryptedFile(fd, id, fs.volume().contents())
+              .write(off, {reinterpret_cast<const uint8_t*>(buf), size}, &file_size);
+      inode.size = file_size;
+      reaccount(fs, inode, fd);
+    }
+  }
+  if (n < 0) {
+    fuse_reply_err(req, static_cast<int>(-n));
+  } else {
+    fuse_reply_write(req, static_cast<size_t>(n));
+  }
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  take_handle<OpenFile>(fi);
+  fuse_reply_err(req, 0);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  const int fd = handle<OpenFile>(fi).fd.get();
+  fuse_reply_err(req, (datasync ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno);
+}
+
+void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                  fuse_file_info* fi) {
+  Filesystem& fs = fs_of(req);
+  Inode& inode = fs.inode(ino);
+  const int fd = handle<OpenFile>(fi).fd.get();
+  if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+    // Collapse and insert would shift data between units, whose tweaks
+    // depend on their position.
+    fuse_reply_err(req, EOPNOTSUPP);
+    return;
+  }
+  FileId id;
+  if (int err = fs.file_id(inode, fd, &id)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  std::unique_lock lock(inode.io);
+  EncryptedFile file(fd, id, fs.volume().contents());
+  uint64_t size = *inode.size;
+  const uint64_t end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(length);
+  int err = 0;
+  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+    if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) {
+      err = -EINVAL;  // as the kernel requires
+    } else {
+      err = file.punch_hole(offset, length, size);
+    }
+  }
+  if (!err && !(mode & FALLOC_FL_PUNCH_HOLE)) {
+    if (fs.would_exceed_limit(static_cast<uint64_t>(length))) {
+      err = -ENOSPC;
+    } else if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length) != 0) {
+      err = -errno;
+    } else if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
+      err = file.truncate(end, &size);
+    }
+  }
+  inode.size = size;
+  reaccount(fs, inode, fd);
+  fuse_reply_err(req, -err);
+}
+
+void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  off_t result = ::lseek(handle<OpenFile>(fi).fd.get(), off, whence);
+  if (result < 0) {
+    fuse_reply_err(req, errno);
+  } else {
+    fuse_reply_lseek(req, result);
+  }
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Filesystem& fs = fs_of(req);
+  Inode& inode = fs.inode(ino);
+  auto dir = std::make_unique<OpenDir>();
+  if (int err = fs.dir_id(inode, &dir->id)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  int fd = ::openat(inode.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || (dir->dir = ::fdopendir(fd)) == nullptr) {
+    int err = errno;
+    if (fd >= 0) ::close(fd);
+    fuse_reply_err(req, err);
+    return;
+  }
+  fi->fh = to_handle(std::move(dir));
+  fi->cache_readdir = 0;
+  if (fuse_reply_open(req, fi) == -ENOENT) take_handle<OpenDir>(fi);
+}
+
+// The plaintext name of a backing entry, or nullopt to skip it.
+std::optional<std::string> entry_name(Filesystem& fs, OpenDir& dir, const dirent* entry) {
+  const char* name = entry->d_name;
+  if (is_dot(name)) return std::string(name);
+  std::string text;
+  if (is_long_name(name)) {
+    UniqueFd fd(::openat(::dirfd(dir.dir), companion_of(name).c_str(),
+                         O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    char buf[4 * kMaxNameBytes];
+    ssize_t n = fd.valid() ? ::read(fd.get(), buf, sizeof buf) : -1;
+    if (n <= 0) return std::nullopt;
+    text.assign(buf, static_cast<size_t>(n));
+  } else if (is_reserved(name)) {
+    return std::nullopt;
+  } else {
+    text = name;
+  }
+  auto plain = fs.volume().names().decrypt_name(dir.id, text);
+  if (!plain) {
+    log::warning("skipped a directory entry that does not decrypt (backing inode " +
+                 std::to_string(entry->d_ino) + "); it was changed or added on disk");
+  }
+  return plain;
+}
+
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi,
+                bool plus) {
+  Filesystem& fs = fs_of(req);
+  Inode& parent = fs.inode(ino);
+  OpenDir& dir = handle<OpenDir>(fi);
+  std::lock_guard lock(dir.mu);
+  if (offset != dir.offset) {
+    ::seekdir(dir.dir, offset);
+    dir.pending = nullptr;
+    dir.offset = offset;
+  }
+  std::vector<char> buf(size);
+  size_t used = 0;
+  for (;;) {
+    if (dir.pending == nullptr) {
+      errno = 0;
+      dir.pending = ::readdir(dir.dir);
+      if (dir.pending == nullptr) {
+        if (errno != 0 && used == 0) {
+          fuse_reply_err(req, errno);
+          return;
+        }
+        break;
+      }
+    }
+    dirent* entry = dir.pending;
+    auto name = entry_name(fs, dir, entry);
+    if (!name) {
+      dir.pending = nullptr;
+      dir.offset = entry->d_off;
+      continue;
+    }
+    size_t added;
+    if (plus) {
+      fuse_entry_param e = {};
+      Inode* acquired = nullptr;
+      if (is_dot(entry->d_name)) {
+        e.attr.st_ino = entry->d_ino;
+        e.attr.st_mode = static_cast<mode_t>(entry->d_type) << 12;
+      } else if (lookup_backing(fs, parent, entry->d_name, &e) == 0) {
+        acquired = &fs.inode(e.ino);
+      } else {
+        dir.pending = nullptr;  // vanished meanwhile
+        dir.offset = entry->d_off;
+        continue;
+      }
+      added = fuse_add_direntry_plus(req, buf.data() + used, size - used, name->c_str(), &e,
+                                     entry->d_off);
+      if (added > size - used && acquired != nullptr) fs.inodes().forget(*acquired, 1);
+    } else {
+      struct stat st = {};
+      st.st_ino = entry->d_ino;
+      st.st_mode = static_cast<mode_t>(entry->d_type) << 12;
+      added = fuse_add_direntry(req, buf.data() + used, size - used, name->c_str(), &st,
+                                entry->d_off);
+    }
+    if (added > size - used) break;  // keep `pending` for the next call
+    used += added;
+    dir.pending = nullptr;
+    dir.offset = entry->d_off;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, ino, size, off, fi, false);
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, ino, size, off, fi, true);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  take_handle<OpenDir>(fi);
+  fuse_reply_err(req, 0);
+}
+
+void op_fsyncdir(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  const int fd = ::dirfd(handle<OpenDir>(fi).dir);
+  fuse_reply_err(req, (datasync ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno);
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  Filesystem& fs = fs_of(req);
+  struct statvfs st;
+  if (::fstatvfs(fs.volume().root_fd(), &st) != 0) {
+    fuse_reply_err(req, errno);
+    return;
+  }
+  st.f_namemax = kMaxNameBytes;
+  if (const uint64_t limit = fs.options().size_limit; limit != 0) {
+    const uint64_t unit = st.f_frsize ? st.f_frsize : st.f_bsize;
+    const uint64_t used = std::min(fs.used_bytes(), limit);
+    st.f_blocks = limit / unit;
+    st.f_bfree = std::min<uint64_t>(st.f_bfree, (limit - used) / unit);
+    st.f_bavail = std::min<uint64_t>(st.f_bavail, (limit - used) / unit);
+  }
+  fuse_reply_statfs(req, &st);
+}
+
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                 size_t size, int flags) {
+  Filesystem& fs = fs_of(req);
+  Inode& inode = fs.inode(ino);
+  const char* suffix = user_xattr_suffix(name);
+  if (suffix == nullptr) {
+    fuse_reply_err(req, EOPNOTSUPP);
+    return;
+  }
+  std::vector<uint8_t> id;
+  if (int err = object_id(fs, inode, &id)) {
+    fuse_reply_err(req, -err);
+    return;
+  }
+  NameCipher& names = fs.volume().names();
+  const std::string stored_name = names.encrypt_xattr_name(suffix);
+  if (stored_name.size() > XATTR_NAME_MAX) {
+    fuse_reply_err(req, ERANGE);
+    return;
+  }
+  auto stored = names.encrypt_xattr_value(id, suffix,
+                                          {reinterpret_cast<const uint8_t*>(value), size});
+  int rc = ::setxattr(proc_path(inode.fd.get()).c_str(), stored_name.c_str(), stored.data(),
+                      stored.size(), flags);
+  fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Filesystem& fs = fs_of(req);
+  Inode& inode = fs.inode(ino);
+  const char* suffix = user_xattr_suffix(name);
+  if (suffix == nullptr || inode.file_type == S_IFLNK) {
+    fuse_reply_err(req, ENODATA);  // we keep no security.*, system.*, trusted.*
+    return;
+  }
+  std::vector<uint8_t> id;
+  if (int err = object_id(fs, inode, &id)) {
+    fuse_reply_err(req, err == -ENOTSUP ? ENODATA : -err);
+    return;
+  }
+  NameCipher& names = fs.volume().names();
+  const std::string stored_name = names.encrypt_xattr_name(suffix);
+  const std::string path = proc_path(inode.fd.get());
+  std::vector<uint8_t> stored(XATTR_SIZE_MAX);
+  ssize_t n = ::getxattr(path.c_str(), stored_name.c_str(), stored.data(), stored.size());
+  if (n < 0) {
+    fuse_reply_err(req, errno == ENAMETOOLONG || errno == ERANGE ? ENODATA : errno);
+    return;
+  }
+  stored.resize(static_cast<size_t>(n));
+  auto value = names.decrypt_xattr_value(id, suffix, stored);
+  if (!value) {
+    log::warning("an extended attribute does not decrypt (backing inode " +
+                 std::to_string(inode.ino) + ")");
+    fuse_reply_err(req, EIO);
+  } else if (size == 0) {
+    fuse_reply_xattr(req, value->size());
+  } else if (size < value->size()) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, reinterpret_cast<const char*>(value->data()), value->size());
+  }
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Filesystem& fs = fs_of(req);
+  Inode& inode = fs.inode(ino);
+  std::string list;
+  if (inode.file_type != S_IFLNK) {
+    std::vector<char> stored(XATTR_LIST_MAX);
+    ssize_t n = ::listxattr(proc_path(inode.fd.get()).c_str(), stored.data(), stored.size());
+    if (n < 0) {
+      fuse_reply_err(req, errno);
+      return;
+    }
+    for (ssize_t pos = 0; pos < n;) {
+      std::string_view stored_name(stored.data() + pos);
+      pos += static_cast<ssize_t>(stored_name.size()) + 1;
+      if (auto name = fs.volume().names().decrypt_xattr_name(stored_name)) {
+        list += "user.";
+        list += *name;
+        list.push_back('\0');
+      }
+    }
+  }
+  if (size == 0) {
+    fuse_reply_xattr(req, list.size());
+  } else if (size < list.size()) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, list.data(), list.size());
+  }
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Filesystem& fs = fs_of(req);
+  const char* suffix = user_xattr_suffix(name);
+  if (suffix == nullptr) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
+  const std::string stored_name = fs.volume().names().encrypt_xattr_name(suffix);
+  int rc = ::removexattr(proc_path(fs.inode(ino).fd.get()).c_str(), stored_name.c_str());
+  fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
+fuse_lowlevel_ops make_operations() {
+  fuse_lowlevel_ops ops = {};
+  ops.init = op_init;
+  ops.lookup = op_lookup;
+  ops.forget = op_forget;
+  ops.forget_multi = op_forget_multi;
+  ops.getattr = op_getattr;
+  ops.setattr = op_setattr;
+  ops.readlink = op_readlink;
+  ops.mkdir = op_mkdir;
+  ops.mknod = op_mknod;
+  ops.symlink = op_symlink;
+  ops.link = op_link;
+  ops.unlink = op_unlink;
+  ops.rmdir = op_rmdir;
+  ops.rename = op_rename;
+  ops.open = op_open;
+  ops.create = op_create;
+  ops.read = op_read;
+  ops.write = op_write;
+  ops.flush = op_flush;
+  ops.release = op_release;
+  ops.fsync = op_fsync;
+  ops.fallocate = op_fallocate;
+  ops.lseek = op_lseek;
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.readdirplus = op_readdirplus;
+  ops.releasedir = op_releasedir;
+  ops.fsyncdir = op_fsyncdir;
+  ops.statfs = op_statfs;
+  ops.setxattr = op_setxattr;
+  ops.getxattr = op_getxattr;
+  ops.listxattr = op_listxattr;
+  ops.removexattr = op_removexattr;
+  return ops;
+}
+
+}  // namespace
+
+Filesystem::Filesystem(Volume& volume, FilesystemOptions options)
+    : volume_(volume), options_(options) {
+  UniqueFd fd(::open(volume_.backing().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  struct stat st;
+  if (!fd.valid() || stat_of(fd.get(), &st) != 0) {
+    throw std::runtime_error("cannot open the backing root");
+  }
+  root_ = &inodes_.add_root(std::move(fd), st);
+}
+
+const fuse_lowlevel_ops& Filesystem::operations() {
+  static const fuse_lowlevel_ops ops = make_operations();
+  return ops;
+}
+
+Inode& Filesystem::inode(fuse_ino_t ino) {
+  return ino == FUSE_ROOT_ID ? *root_ : *reinterpret_cast<Inode*>(ino);
+}
+
+int Filesystem::dir_id(Inode& dir, DirId* out) {
+  if (dir.file_type != S_IFDIR) return -ENOTDIR;
+  std::lock_guard lock(dir.ids_mu);
+  if (!dir.dir_id) {
+    DirId id;
+    if (int err = read_dir_id(dir.fd.get(), &id)) {
+      log::warning("a directory has no valid id (backing inode " + std::to_string(dir.ino) +
+                   "); it was changed on disk");
+      return err;
+    }
+    dir.dir_id = id;
+  }
+  *out = *dir.dir_id;
+  return 0;
+}
+
+int Filesystem::file_id(Inode& file, int open_fd, FileId* out) {
+  std::lock_guard lock(file.ids_mu);
+  if (!file.file_id) {
+    FileId id;
+    if (int err = read_file_id(open_fd, &id)) {
+      log::warning("a file has no valid id (backing inode " + std::to_string(file.ino) +
+                   "); it was changed on disk");
+      return err;
+    }
+    file.file_id = id;
+  }
+  *out = *file.file_id;
+  return 0;
+}
+
+bool Filesystem::would_exceed_limit(uint64_t growth) const {
+  return options_.size_limit != 0 && growth != 0 && used_bytes() + growth > options_.size_limit;
+}
+
+uint64_t Filesystem::used_bytes() const {
+  return static_cast<uint64_t>(std::max<int64_t>(0, used_bytes_.load()));
+}
+
+}  // namespace scratchcrypt

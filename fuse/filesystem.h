@@ -1,0 +1,56 @@
+// Filesystem: the FUSE low-level operations of one mounted volume.
+//
+// Every name is encrypted with the parent directory's id before it touches
+// the backing store, every byte of file contents goes through
+// EncryptedFile, and metadata (owner, mode, times, size, links) is the
+// backing inode's own. Runs as root with allow_other and
+// default_permissions: the kernel checks permissions, and new objects are
+// given to the calling user (setgid directories honoured).
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "fuse/inode.h"
+#include "fuse/volume.h"
+
+namespace scratchcrypt {
+
+struct FilesystemOptions {
+  bool writeback_cache = true;  // kernel write-back caching of file data
+  double cache_timeout = 3600;  // entry/attr timeouts: we are the only writer
+  uint64_t size_limit = 0;      // bytes the volume may occupy; 0 = the disk's
+};
+
+class Filesystem {
+ public:
+  Filesystem(Volume& volume, FilesystemOptions options);
+
+  static const fuse_lowlevel_ops& operations();
+
+  Volume& volume() { return volume_; }
+  const FilesystemOptions& options() const { return options_; }
+  InodeTable& inodes() { return inodes_; }
+  Inode& inode(fuse_ino_t ino);
+  Inode& root() { return *root_; }
+
+  // Ids of backing objects, cached in the inode. -EIO if missing/corrupt.
+  int dir_id(Inode& dir, DirId* out);
+  int file_id(Inode& file, int open_fd, FileId* out);
+
+  // Space accounting for the size limit (bytes of backing blocks in use).
+  bool would_exceed_limit(uint64_t growth) const;
+  void account(int64_t delta_bytes) { used_bytes_.fetch_add(delta_bytes); }
+  uint64_t used_bytes() const;
+
+ private:
+  Volume& volume_;
+  FilesystemOptions options_;
+  InodeTable inodes_;
+  Inode* root_ = nullptr;
+  std::atomic<int64_t> used_bytes_{0};
+};
+
+}  // namespace scratchcrypt

@@ -1,0 +1,174 @@
+#include "fuse/mounts.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace scratchcrypt {
+
+namespace {
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape(const std::string& field) {
+  std::string out;
+  for (size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size() + 0 && i + 3 <= field.size()) {
+      out.push_back(static_cast<char>(std::strtol(field.substr(i + 1, 3).c_str(), nullptr, 8)));
+      i += 3;
+    } else {
+      out.push_back(field[i]);
+    }
+  }
+  return out;
+}
+
+bool under(const std::string& path, const std::string& root) {
+  return path == root || (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
+                          path[root.size()] == '/');
+}
+
+std::string read_link(const std::string& path) {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf - 1);
+  return n < 0 ? std::string() : std::string(buf, static_cast<size_t>(n));
+}
+
+}  // namespace
+
+std::vector<MountEntry> list_mounts() {
+  std::vector<MountEntry> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // id parent major:minor root mountpoint options [optional...] - fstype source super
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mountpoint, options, word;
+    fields >> id >> parent >> devno >> root >> mountpoint >> options;
+    while (fields >> word && word != "-") {
+    }
+    MountEntry entry;
+    fields >> entry.fstype >> entry.source;
+    entry.mountpoint = unescape(mountpoint);
+    entry.source = unescape(entry.source);
+    std::sscanf(devno.c_str(), "%u:%u", &entry.dev_major, &entry.dev_minor);
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+std::optional<MountEntry> mount_at(const std::string& mountpoint) {
+  std::optional<MountEntry> found;
+  const std::string wanted = absolute_path(mountpoint);
+  for (auto& entry : list_mounts()) {
+    if (entry.mountpoint == wanted) found = entry;  // the last one is on top
+  }
+  return found;
+}
+
+std::string absolute_path(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  auto slash = p.rfind('/');
+  std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : p.substr(0, slash));
+  std::string base = slash == std::string::npos ? p : p.substr(slash + 1);
+  if (base.empty() || base == "." || base == "..") {
+    char* resolved = ::realpath(p.c_str(), nullptr);
+    if (resolved == nullptr) return p;
+    std::string out(resolved);
+    std::free(resolved);
+    return out;
+  }
+  char* resolved = ::realpath(parent.c_str(), nullptr);
+  if (resolved == nullptr) return p;
+  std::string out(resolved);
+  std::free(resolved);
+  return out == "/" ? "/" + base : out + "/" + base;
+}
+
+bool directory_is_empty(const std::string& path) {
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return false;
+  bool empty = true;
+  while (dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name != "." && name != "..") {
+      empty = false;
+      break;
+    }
+  }
+  ::closedir(dir);
+  return empty;
+}
+
+bool is_dead_mount(const std::string& path) {
+  // statfs always reaches the daemon; stat could be answered from cache.
+  struct statfs st;
+  return ::statfs(path.c_str(), &st) != 0 && errno == ENOTCONN;
+}
+
+bool abort_fuse_connection(const MountEntry& mount) {
+  const std::string control = "/sys/fs/fuse/connections/" + std::to_string(mount.dev_minor) + "/abort";
+  int fd = ::open(control.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    // The control file system may not be mounted yet.
+    ::mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, nullptr);
+    fd = ::open(control.c_str(), O_WRONLY | O_CLOEXEC);
+  }
+  if (fd < 0) return false;
+  bool ok = ::write(fd, "1", 1) == 1;
+  ::close(fd);
+  return ok;
+}
+
+std::vector<Holder> processes_using(const std::string& path) {
+  std::vector<Holder> out;
+  const std::string root = absolute_path(path);
+  const pid_t self = ::getpid();
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return out;
+  while (dirent* entry = ::readdir(proc)) {
+    char* end = nullptr;
+    long pid = std::strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0 || pid == self) continue;
+    const std::string base = std::string("/proc/") + entry->d_name;
+    bool uses = under(read_link(base + "/cwd"), root) || under(read_link(base + "/root"), root);
+    if (!uses) {
+      if (DIR* fds = ::opendir((base + "/fd").c_str())) {
+        while (dirent* fd = ::readdir(fds)) {
+          if (fd->d_name[0] != '.' && under(read_link(base + "/fd/" + fd->d_name), root)) {
+            uses = true;
+            break;
+          }
+        }
+        ::closedir(fds);
+      }
+    }
+    if (!uses) {
+      std::ifstream maps(base + "/maps");
+      std::string line;
+      while (!uses && std::getline(maps, line)) {
+        auto slash = line.find('/');
+        if (slash != std::string::npos && under(line.substr(slash), root)) uses = true;
+      }
+    }
+    if (uses) {
+      std::ifstream comm(base + "/comm");
+      std::string command;
+      std::getline(comm, command);
+      out.push_back({static_cast<pid_t>(pid), command});
+    }
+  }
+  ::closedir(proc);
+  return out;
+}
+
+}  // namespace scratchcrypt

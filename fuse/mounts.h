@@ -1,0 +1,45 @@
+// Facts about mount points, from /proc/self/mountinfo and the kernel's FUSE
+// control file system. Used to refuse a second mount, find dead volumes and
+// cut off a volume's users at wipe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace scratchcrypt {
+
+struct MountEntry {
+  std::string mountpoint;
+  std::string fstype;  // e.g. "fuse.scratchcrypt"
+  std::string source;  // e.g. "scratchcrypt:<volume id>"
+  unsigned dev_major = 0, dev_minor = 0;
+};
+
+std::vector<MountEntry> list_mounts();
+std::optional<MountEntry> mount_at(const std::string& mountpoint);
+
+// The absolute, symlink-free form of `path` without touching `path` itself
+// (its parent is resolved), so that it works on a dead FUSE mount point.
+std::string absolute_path(const std::string& path);
+
+// True when `path` is a directory with no entries but . and ..
+bool directory_is_empty(const std::string& path);
+
+// True when `path` is a FUSE mount whose daemon is gone (ENOTCONN).
+bool is_dead_mount(const std::string& path);
+
+// Aborts the FUSE connection of a mount: every pending and future request
+// fails at once. Returns false if the control file system is unavailable.
+bool abort_fuse_connection(const MountEntry& mount);
+
+// Processes that have a file, directory, mapping, cwd or root under `path`.
+struct Holder {
+  pid_t pid;
+  std::string command;
+};
+std::vector<Holder> processes_using(const std::string& path);
+
+}  // namespace scratchcrypt

@@ -1,0 +1,38 @@
+// The registry of live volumes on this node: one small JSON file per mounted
+// volume in /run/scratchcrypt/volumes (tmpfs, so it is gone at reboot, as are
+// the keys). Written by the daemon, read by status, wipe, sweep and the
+// scheduler hooks. It holds no secret and no name from inside a volume.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace scratchcrypt {
+
+struct VolumeRecord {
+  std::string id;
+  std::string backing;
+  std::string mountpoint;
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string job;       // scheduler job id, if any
+  uint64_t size_limit = 0;
+  int64_t started = 0;   // unix seconds
+};
+
+// The registry directory; SCRATCHCRYPT_RUN_DIR overrides it (for tests).
+std::string registry_dir();
+
+void register_volume(const VolumeRecord& record);
+void unregister_volume(const std::string& id);
+std::vector<VolumeRecord> registered_volumes();
+std::optional<VolumeRecord> find_volume(const std::string& mountpoint_or_backing);
+
+// Minimal JSON helpers shared by the registry and the wipe records.
+std::string json_escape(const std::string& text);
+
+}  // namespace scratchcrypt

@@ -1,0 +1,209 @@
+#include "fuse/volume.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "fuse/error.h"
+#include "fuse/mounts.h"
+
+namespace scratchcrypt {
+
+namespace {
+
+constexpr const char* kMagic = "scratchcrypt-volume 1";
+
+std::string to_hex(std::span<const uint8_t> bytes) {
+  std::string out(bytes.size() * 2 + 1, '\0');
+  sodium_bin2hex(out.data(), out.size(), bytes.data(), bytes.size());
+  out.pop_back();
+  return out;
+}
+
+bool from_hex(const std::string& text, std::span<uint8_t> out) {
+  size_t length = 0;
+  return sodium_hex2bin(out.data(), out.size(), text.data(), text.size(), nullptr, &length,
+                        nullptr) == 0 &&
+         length == out.size();
+}
+
+std::string header_text(const VolumeHeader& header) {
+  std::ostringstream out;
+  out << kMagic << "\nid " << header.id << "\nkey-check " << to_hex(header.key_check)
+      << "\ndata-unit " << kDataUnitBytes << "\n";
+  return out.str();
+}
+
+std::optional<VolumeHeader> parse_header(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  if (!std::getline(in, line) || line != kMagic) return std::nullopt;
+  VolumeHeader header;
+  bool have_id = false, have_check = false;
+  while (std::getline(in, line)) {
+    auto space = line.find(' ');
+    if (space == std::string::npos) continue;
+    std::string key = line.substr(0, space), value = line.substr(space + 1);
+    if (key == "id" && value.size() == 32) {
+      header.id = value;
+      have_id = true;
+    } else if (key == "key-check") {
+      have_check = from_hex(value, header.key_check);
+    } else if (key == "data-unit" && value != std::to_string(kDataUnitBytes)) {
+      return std::nullopt;
+    }
+  }
+  if (!have_id || !have_check) return std::nullopt;
+  return header;
+}
+
+std::string proc_fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+}  // namespace
+
+std::optional<VolumeHeader> read_volume_header(const std::string& backing) {
+  std::ifstream in(backing + "/" + kHeaderName);
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_header(text.str());
+}
+
+std::optional<pid_t> volume_lock_holder(const std::string& backing) {
+  UniqueFd fd(::open((backing + "/" + kHeaderName).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return std::nullopt;
+  struct flock probe = {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  if (::fcntl(fd.get(), F_GETLK, &probe) != 0 || probe.l_type == F_UNLCK) return std::nullopt;
+  return probe.l_pid;
+}
+
+Volume::Volume(std::string backing, UniqueFd root, UniqueFd header_fd, VolumeHeader header,
+               VolumeKey key)
+    : backing_(std::move(backing)),
+      root_(std::move(root)),
+      header_fd_(std::move(header_fd)),
+      header_(std::move(header)),
+      key_(std::move(key)),
+      contents_(std::make_unique<ContentsCipher>(key_)),
+      names_(std::make_unique<NameCipher>(key_)) {}
+
+UniqueFd Volume::open_backing_dir(const std::string& backing) {
+  UniqueFd root(::open(backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) {
+    int err = errno;
+    if (err == ENOENT) {
+      throw Error("backing directory " + backing + " does not exist: create it (mkdir -p) or "
+                  "pick a directory on the local scratch disk");
+    }
+    if (err == ENOTDIR) throw Error("backing " + backing + " is not a directory");
+    throw Error(errno_text("cannot open backing directory " + backing, err));
+  }
+  return root;
+}
+
+// A POSIX record lock: released by the kernel when the daemon dies, and
+// visible with F_GETLK, which tells a second mount who holds the volume.
+UniqueFd Volume::lock_header(const std::string& backing, int root_fd, const std::string& id) {
+  UniqueFd fd(::openat(root_fd, kHeaderName, O_RDWR | O_CLOEXEC));
+  if (!fd.valid()) throw Error(errno_text("cannot open the volume header in " + backing, errno));
+  struct flock lock = {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  if (::fcntl(fd.get(), F_SETLK, &lock) != 0) {
+    auto holder = volume_lock_holder(backing);
+    throw Error("volume " + id + " in " + backing + " is already mounted" +
+                    (holder ? " by daemon pid " + std::to_string(*holder) : std::string()) +
+                    "; a backing directory can be mounted only once (see `scratchcrypt "
+                    "status`)",
+                4);
+  }
+  return fd;
+}
+
+Volume Volume::create(const std::string& backing, VolumeKey key, const RootOwner& owner) {
+  UniqueFd root = open_backing_dir(backing);
+  if (read_volume_header(backing)) {
+    throw Error("backing " + backing + " already holds a scratchcrypt volume; wipe it "
+                "(scratchcrypt wipe " + backing + ") or remount it with --recover", 4);
+  }
+  if (!directory_is_empty(backing)) {
+    throw Error("backing " + backing + " is not empty and is not a scratchcrypt volume; "
+                "refusing to touch it: give an empty directory", 4);
+  }
+  // The root directory's id doubles as the test that the backing file system
+  // keeps user xattrs, which the format needs.
+  DirId root_id = DirId::random();
+  if (::fsetxattr(root.get(), kIdXattr, root_id.bytes.data(), root_id.bytes.size(), 0) != 0) {
+    int err = errno;
+    if (err == ENOTSUP) {
+      throw Error("the file system of " + backing + " does not support user extended "
+                  "attributes, which scratchcrypt needs: use ext4 or xfs (or tmpfs on Linux "
+                  ">= 6.6)");
+    }
+    throw Error(errno_text("cannot write the root id of " + backing, err));
+  }
+  if (::fchown(root.get(), owner.uid, owner.gid) != 0 ||
+      ::fchmod(root.get(), owner.mode & 07777) != 0) {
+    throw Error(errno_text("cannot set the owner and mode of " + backing, errno));
+  }
+
+  uint8_t id_bytes[16];
+  randombytes_buf(id_bytes, sizeof id_bytes);
+  VolumeHeader header{to_hex(id_bytes), key.check_value()};
+  {
+    UniqueFd fd(::openat(root.get(), kHeaderName, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid()) throw Error(errno_text("cannot create the volume header in " + backing, errno));
+    const std::string text = header_text(header);
+    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+        ::fsync(fd.get()) != 0) {
+      throw Error(errno_text("cannot write the volume header in " + backing, errno));
+    }
+  }
+  UniqueFd header_fd = lock_header(backing, root.get(), header.id);
+  return Volume(backing, std::move(root), std::move(header_fd), std::move(header), std::move(key));
+}
+
+Volume Volume::open(const std::string& backing, VolumeKey key) {
+  UniqueFd root = open_backing_dir(backing);
+  auto header = read_volume_header(backing);
+  if (!header) {
+    throw Error("backing " + backing + " is not a scratchcrypt volume (no valid " +
+                kHeaderName + ")", 4);
+  }
+  if (sodium_memcmp(header->key_check.data(), key.check_value().data(), kKeyCheckBytes) != 0) {
+    throw Error("the key does not belong to volume " + header->id + " in " + backing +
+                "; its data cannot be read with it", 4);
+  }
+  UniqueFd header_fd = lock_header(backing, root.get(), header->id);
+  return Volume(backing, std::move(root), std::move(header_fd), std::move(*header),
+                std::move(key));
+}
+
+int read_file_id(int fd, FileId* id) {
+  ssize_t n = ::fgetxattr(fd, kIdXattr, id->bytes.data(), id->bytes.size());
+  if (n < 0) return errno == ENODATA || errno == ERANGE ? -EIO : -errno;
+  return static_cast<size_t>(n) == id->bytes.size() ? 0 : -EIO;
+}
+
+int read_dir_id(int path_fd, DirId* id) {
+  ssize_t n = ::getxattr(proc_fd_path(path_fd).c_str(), kIdXattr, id->bytes.data(),
+                         id->bytes.size());
+  if (n < 0) return errno == ENODATA || errno == ERANGE ? -EIO : -errno;
+  return static_cast<size_t>(n) == id->bytes.size() ? 0 : -EIO;
+}
+
+int write_object_id(int fd, std::span<const uint8_t> id) {
+  return ::fsetxattr(fd, kIdXattr, id.data(), id.size(), 0) == 0 ? 0 : -errno;
+}
+
+}  // namespace scratchcrypt

@@ -1,0 +1,78 @@
+// Volume: one encrypted scratch volume on its backing directory.
+//
+// The backing directory holds the volume's header (.scratchcrypt-volume:
+// format version, volume id, key check value; no secret) and the encrypted
+// tree. A mounted volume holds a write lock on the header, so the same
+// backing can never be served by two daemons. See docs/FORMAT.md.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "crypto/contents_cipher.h"
+#include "crypto/name_cipher.h"
+#include "crypto/volume_key.h"
+#include "fuse/unique_fd.h"
+
+namespace scratchcrypt {
+
+inline constexpr const char* kHeaderName = ".scratchcrypt-volume";
+inline constexpr const char* kIdXattr = "user.scratchcrypt.id";
+
+struct VolumeHeader {
+  std::string id;  // 32 hex digits
+  std::array<uint8_t, kKeyCheckBytes> key_check{};
+};
+
+// The header of BACKING, or nullopt when BACKING is not a volume.
+std::optional<VolumeHeader> read_volume_header(const std::string& backing);
+
+// The pid holding BACKING's volume lock (its daemon), or nullopt if none.
+std::optional<pid_t> volume_lock_holder(const std::string& backing);
+
+struct RootOwner {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  mode_t mode = 0700;
+};
+
+class Volume {
+ public:
+  // Makes a new volume in BACKING, which must be an empty directory.
+  static Volume create(const std::string& backing, VolumeKey key, const RootOwner& owner);
+  // Opens the existing volume in BACKING with its key (which must match).
+  static Volume open(const std::string& backing, VolumeKey key);
+
+  const std::string& id() const { return header_.id; }
+  const std::string& backing() const { return backing_; }
+  int root_fd() const { return root_.get(); }
+  const VolumeKey& key() const { return key_; }
+  ContentsCipher& contents() { return *contents_; }
+  NameCipher& names() { return *names_; }
+
+ private:
+  Volume(std::string backing, UniqueFd root, UniqueFd header_fd, VolumeHeader header,
+         VolumeKey key);
+  static UniqueFd open_backing_dir(const std::string& backing);
+  static UniqueFd lock_header(const std::string& backing, int root_fd, const std::string& id);
+
+  std::string backing_;
+  UniqueFd root_;
+  UniqueFd header_fd_;  // holds the lock
+  VolumeHeader header_;
+  VolumeKey key_;
+  std::unique_ptr<ContentsCipher> contents_;
+  std::unique_ptr<NameCipher> names_;
+};
+
+// Object ids kept in the backing xattr (docs/FORMAT.md).
+// -errno on failure; -EIO when the id is missing or malformed.
+int read_file_id(int fd, FileId* id);
+int read_dir_id(int path_fd, DirId* id);
+int write_object_id(int fd, std::span<const uint8_t> id);
+
+}  // namespace scratchcrypt

@@ -1,0 +1,21 @@
+// Dealing with processes that still use a volume.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+
+namespace scratchcrypt {
+
+// Throws Error (exit 3) listing the processes that use `path`, saying that
+// `action` is refused and how to force it.
+[[noreturn]] void refuse_busy(const std::string& path, const std::string& action);
+
+// Waits until process `pid` is gone; false on timeout.
+bool wait_for_exit(pid_t pid, std::chrono::milliseconds timeout);
+
+// Unmounts a scratchcrypt mount point and waits for its daemon.
+void unmount_volume(const std::string& mountpoint);
+
+}  // namespace scratchcrypt
