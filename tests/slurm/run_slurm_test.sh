@@ -414,6 +414,7 @@ SLURMD_PID=$!
 echo "$SLURMD_PID" >"$T/run/slurmd.pid"
 
 node_state() { sinfo -h -n "$NODE" -o '%T' 2>/dev/null | head -1 || true; }
+node_reason() { sinfo -h -n "$NODE" -o '%E' 2>/dev/null | head -1 || true; }
 node_field() { scontrol show node "$NODE" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1 || true; }
 
 wait_node_idle() {   # wait_node_idle TIMEOUT
@@ -426,7 +427,7 @@ wait_node_idle() {   # wait_node_idle TIMEOUT
     return 1
 }
 wait_node_idle 60 \
-    || die "node $NODE did not become idle (state '$(node_state)', reason '$(node_field Reason)'): $(tail -5 "$T/log/slurmd.out" "$T/log/slurmd.log" 2>/dev/null)"
+    || die "node $NODE did not become idle (state '$(node_state)', reason '$(node_reason)'): $(tail -5 "$T/log/slurmd.out" "$T/log/slurmd.log" 2>/dev/null)"
 log "slurmd up, node $NODE idle (CPUs=$CPUS RealMemory=$MEM)"
 
 # ---------------------------------------------------------------------------------------
@@ -479,6 +480,18 @@ alive() {
 
 is_mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
 
+# volume_key_name MOUNTPOINT: the volume's name in the kernel keyring, taken from the
+# mount source "scratchcrypt:<volume id>"; empty when the source is something else
+volume_key_name() {
+    awk -v m="$1" '$2 == m && $1 ~ /^scratchcrypt:/ { print $1 }' /proc/mounts | head -1 || true
+}
+check_key_gone() {   # check_key_gone ID KEYNAME
+    [ -n "$2" ] || return 0
+    if grep -q " $2: " /proc/keys 2>/dev/null; then
+        bad "job $1: the volume key '$2' is still in the kernel keyring after the wipe"
+    fi
+}
+
 backing_entries() { ls -A "$BACKING" 2>/dev/null | sort || true; }
 
 record_has_job() {   # a JSON line naming the job id in the record log
@@ -517,7 +530,7 @@ handshake() {
 # a) write to $SCRATCH; wiped afterwards, record written
 # ---------------------------------------------------------------------------------------
 test_a() {
-    local name=a-basic s id st out before new e marker
+    local name=a-basic s id st out before new e marker keyname=""
     marker="SCMARKER$RANDOM$RANDOM$RANDOM"
     s=$J/$name.sh
     cat >"$s" <<EOF
@@ -547,6 +560,7 @@ EOF
             bad "the plaintext marker $marker (in a file name and its content) is visible in $BACKING"
         fi
         is_mounted "$MNT/$id" || bad "$MNT/$id is not a mount point while the job runs"
+        keyname=$(volume_key_name "$MNT/$id")
     else
         bad "job never reached the handshake (state $(job_field "$id" JobState))"
         new=""
@@ -564,6 +578,7 @@ EOF
     grep -qx "STEP_SCRATCH=$MNT/$id" <<<"$out" || bad "srun step did not get SCRATCH ($(grep -i 'step_scratch\|srun' <<<"$out" | head -2 | tr '\n' ' '))"
     grep -qx DONE <<<"$out" || bad "job did not finish its script"
     check_wiped "$id" "$new"
+    check_key_gone "$id" "$keyname"
     if [ "${#REASONS[@]}" -ne 0 ]; then REASONS+=("job output: $(tr '\n' '|' <<<"$out")"); fi
     verdict a "job writes to \$SCRATCH; after it ends the volume is wiped and recorded"
 }
@@ -634,7 +649,7 @@ EOF
 # c) a leftover background process holding a file in $SCRATCH
 # ---------------------------------------------------------------------------------------
 test_c() {
-    local name=c-holder s id st out before new bgpid
+    local name=c-holder s id st out before new bgpid keyname=""
     rm -f "$J/$name".*
     s=$J/$name.sh
     cat >"$s" <<EOF
@@ -655,6 +670,7 @@ EOF
     new=""
     if wait_file "$J/$name.ready" 60; then
         new=$(comm -13 <(echo "$before") <(backing_entries))
+        keyname=$(volume_key_name "$MNT/$id")
     else
         bad "job never reached the handshake"
     fi
@@ -671,6 +687,7 @@ EOF
         kill -KILL "$bgpid" 2>/dev/null || true
     fi
     check_wiped "$id" "$new"
+    check_key_gone "$id" "$keyname"
     if [ "${#REASONS[@]}" -ne 0 ]; then REASONS+=("job output: $(tr '\n' '|' <<<"$out")"); fi
     verdict c "a job that leaves a setsid/nohup process holding a file in \$SCRATCH is still wiped"
 }
@@ -704,7 +721,7 @@ EOF
     grep -qx AFTER_OK <<<"$out" || bad "the volume was not usable after ENOSPC and rm"
     check_wiped "$id" ""
     ns=$(node_state)
-    case "$ns" in idle|mixed|allocated) ;; *) bad "node state after the job: $ns ($(node_field Reason))" ;; esac
+    case "$ns" in idle|mixed|allocated) ;; *) bad "node state after the job: $ns ($(node_reason))" ;; esac
     # the node keeps serving
     cat >"$J/d-next.sh" <<'EOF'
 #!/bin/bash
@@ -751,7 +768,7 @@ test_e() {
     log "e: job $id submitted (epilog made to fail)"
     st=$(wait_job_end "$id") || true
     if wait_drain 30; then
-        reason=$(node_field Reason)
+        reason=$(node_reason)
         log "e: node drained: State=$(node_field State) Reason=$reason"
         case "$reason" in *[Ee]pilog*) ;; *) bad "drain reason '$reason' does not mention the epilog" ;; esac
     else
@@ -797,7 +814,8 @@ EOF
     # undeletable, even for root
     target=""
     for e in $new; do
-        target=$(find "$BACKING/$e" -type f 2>/dev/null | head -1)
+        target=$(find "$BACKING/$e" -type f ! -name '.scratchcrypt*' 2>/dev/null | head -1 || true)
+        [ -n "$target" ] || target=$(find "$BACKING/$e" -type f 2>/dev/null | head -1 || true)
         [ -n "$target" ] || target=$BACKING/$e
         break
     done
@@ -811,7 +829,7 @@ EOF
     st=$(wait_job_end "$id") || true
     if [ "$ok" = 1 ]; then
         if wait_drain 30; then
-            log "f: node drained: Reason=$(node_field Reason)"
+            log "f: node drained: State=$(node_field State) Reason=$(node_reason)"
         else
             bad "scratchcrypt epilogue did not fail although $target could not be deleted (node State=$(node_field State)); hooks log: $(grep "\[$id\]" "$HOOKLOG" | tail -2 | tr '\n' ' ')"
         fi
