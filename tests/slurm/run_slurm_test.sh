@@ -148,6 +148,12 @@ mounts_under() {  # mounts_under DIR: mount points below DIR, deepest first
     awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r
 }
 
+# volume_key_name MOUNTPOINT: the volume's name in the kernel keyring, taken from the
+# mount source "scratchcrypt:<volume id>"; empty when the source is something else
+volume_key_name() {
+    awk -v m="$1" '$2 == m && $1 ~ /^scratchcrypt:/ { print $1 }' /proc/mounts | head -1 || true
+}
+
 unmount_under() {
     local d=$1 m
     for m in $(mounts_under "$d"); do
@@ -204,6 +210,14 @@ cleanup() {
         stop_pidfile "$T/run/slurmd.pid"
         stop_pidfile "$T/run/slurmctld.pid"
         log "cleanup: unmounting, stopping munged and leftover processes"
+        # volumes a failed run left mounted: wipe them properly first (key included)
+        for m in $(mounts_under "$T"); do
+            if [ -n "$(volume_key_name "$m")" ] && [ -x "$T/bin/scratchcrypt" ]; then
+                log "cleanup: wiping leftover volume $m"
+                SCRATCHCRYPT_CONFIG=$T/etc/scratchcrypt.conf timeout 30 \
+                    "$T/bin/scratchcrypt" wipe --force "$m" >/dev/null 2>&1
+            fi
+        done
         unmount_under "$T"
         kill_marked "$T"
         unmount_under "$T"
@@ -480,11 +494,6 @@ alive() {
 
 is_mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
 
-# volume_key_name MOUNTPOINT: the volume's name in the kernel keyring, taken from the
-# mount source "scratchcrypt:<volume id>"; empty when the source is something else
-volume_key_name() {
-    awk -v m="$1" '$2 == m && $1 ~ /^scratchcrypt:/ { print $1 }' /proc/mounts | head -1 || true
-}
 check_key_gone() {   # check_key_gone ID KEYNAME
     [ -n "$2" ] || return 0
     if grep -q " $2: " /proc/keys 2>/dev/null; then
