@@ -1,0 +1,495 @@
+#include "tests/fs/mount_fixture.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "crypto/keyring.h"
+
+namespace sctest {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Every child of this process is reaped here: statuses of the children we
+// wait for are kept until their waiter takes them; orphaned volume daemons
+// (we are their subreaper) are simply collected.
+std::mutex g_reap_mu;
+std::map<pid_t, int> g_statuses;
+
+void become_subreaper() {
+  static std::once_flag once;
+  std::call_once(once, [] { ::prctl(PR_SET_CHILD_SUBREAPER, 1); });
+}
+
+void collect_children() {
+  std::lock_guard lock(g_reap_mu);
+  for (;;) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) break;
+    g_statuses[pid] = status;
+  }
+  // Orphans nobody waits for would pile up; keep the map small.
+  if (g_statuses.size() > 4096) g_statuses.clear();
+}
+
+// Waits for `pid` (a child); returns its wait status, or -1 on timeout.
+int wait_child(pid_t pid, Clock::time_point deadline) {
+  for (;;) {
+    collect_children();
+    {
+      std::lock_guard lock(g_reap_mu);
+      auto it = g_statuses.find(pid);
+      if (it != g_statuses.end()) {
+        int status = it->second;
+        g_statuses.erase(it);
+        return status;
+      }
+    }
+    if (Clock::now() > deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// In a forked child: close every descriptor above 2 except `keep`.
+void close_other_fds(std::vector<int> keep) {
+  std::sort(keep.begin(), keep.end());
+  unsigned int from = 3;
+  for (int fd : keep) {
+    if (fd < 3) continue;
+    if (static_cast<unsigned int>(fd) > from) ::close_range(from, static_cast<unsigned>(fd) - 1, 0);
+    int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+    from = static_cast<unsigned int>(fd) + 1;
+  }
+  ::close_range(from, ~0U, 0);
+}
+
+bool is_mountpoint(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mountpoint;
+    fields >> id >> parent >> devno >> root >> mountpoint;
+    if (mountpoint == path) return true;
+  }
+  return false;
+}
+
+// The pid holding the volume's header lock (its daemon), or -1.
+pid_t lock_holder(const std::string& backing) {
+  int fd = ::open((backing + "/.scratchcrypt-volume").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct flock probe = {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  pid_t pid = -1;
+  if (::fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type != F_UNLCK) pid = probe.l_pid;
+  ::close(fd);
+  return pid;
+}
+
+bool wait_gone(pid_t pid, int ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+  while (::kill(pid, 0) == 0) {
+    collect_children();
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string scratchcrypt_bin() {
+  const char* bin = std::getenv("SCRATCHCRYPT_BIN");
+  if (bin == nullptr || *bin == '\0') {
+    ADD_FAILURE() << "SCRATCHCRYPT_BIN is not set (run through `make fs-test`)";
+    return "/nonexistent/scratchcrypt";
+  }
+  return bin;
+}
+
+void reap_orphans() {
+  become_subreaper();
+  collect_children();
+}
+
+RunResult run(const std::vector<std::string>& argv, const std::vector<int>& keep_fds,
+              int timeout_s) {
+  become_subreaper();
+  RunResult result;
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return result;
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    return result;
+  }
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_RDONLY);
+    ::dup2(null, 0);
+    ::dup2(out[1], 1);
+    ::dup2(out[1], 2);
+    close_other_fds(keep_fds);
+    ::execv(args[0], args.data());
+    _exit(127);
+  }
+  ::close(out[1]);
+  ::fcntl(out[0], F_SETFL, O_NONBLOCK);
+  const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  int status = -1;
+  bool exited = false, eof = false;
+  Clock::time_point exit_time;
+  while (!eof) {
+    struct pollfd pfd = {out[0], POLLIN, 0};
+    ::poll(&pfd, 1, 5);
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::read(out[0], buf, sizeof buf);
+      if (n > 0) {
+        result.output.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0) eof = true;
+      break;
+    }
+    if (!exited) {
+      collect_children();
+      std::lock_guard lock(g_reap_mu);
+      auto it = g_statuses.find(pid);
+      if (it != g_statuses.end()) {
+        status = it->second;
+        g_statuses.erase(it);
+        exited = true;
+        exit_time = Clock::now();
+      }
+    }
+    // A daemon may hold the pipe a moment after its parent returned.
+    if (exited && Clock::now() - exit_time > std::chrono::milliseconds(500)) break;
+    if (!exited && Clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      status = wait_child(pid, Clock::now() + std::chrono::seconds(10));
+      result.output += "\n[killed after " + std::to_string(timeout_s) + " s]";
+      exited = true;
+      break;
+    }
+  }
+  ::close(out[0]);
+  if (!exited) status = wait_child(pid, deadline + std::chrono::seconds(10));
+  result.exit_code = status == -1 ? -1 : exit_code_of(status);
+  return result;
+}
+
+RunResult run_scratchcrypt(const std::vector<std::string>& args, const std::vector<int>& keep_fds,
+                           int timeout_s) {
+  std::vector<std::string> argv = {scratchcrypt_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, keep_fds, timeout_s);
+}
+
+AsUser as_user(uid_t uid, gid_t gid, const std::function<long()>& fn,
+               const std::vector<gid_t>& groups) {
+  become_subreaper();
+  AsUser result;
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) {
+    result.err = errno;
+    return result;
+  }
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(p[0]);
+    AsUser r;
+    if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(gid) != 0 ||
+        ::setuid(uid) != 0) {
+      r.value = -2;
+      r.err = errno;
+    } else {
+      errno = 0;
+      r.value = fn();
+      r.err = errno;
+    }
+    ssize_t ignored = ::write(p[1], &r, sizeof r);
+    (void)ignored;
+    _exit(0);
+  }
+  ::close(p[1]);
+  if (pid < 0) {
+    result.err = errno;
+    ::close(p[0]);
+    return result;
+  }
+  AsUser r;
+  ssize_t n = ::read(p[0], &r, sizeof r);
+  ::close(p[0]);
+  wait_child(pid, Clock::now() + std::chrono::seconds(60));
+  if (n != static_cast<ssize_t>(sizeof r)) {
+    result.value = -3;
+    result.err = EIO;
+    return result;
+  }
+  return r;
+}
+
+void remove_tree(const std::string& path) {
+  ::nftw(
+      path.c_str(),
+      [](const char* fpath, const struct stat*, int type, struct FTW*) {
+        if (type == FTW_DP) {
+          ::rmdir(fpath);
+        } else {
+          ::unlink(fpath);
+        }
+        return 0;
+      },
+      64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+TempDir::TempDir(const std::string& tag) {
+  std::string tmpl = "/tmp/scratchcrypt-test-" + tag + "-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
+    return;
+  }
+  path_ = tmpl;
+  ::chmod(path_.c_str(), 0755);  // test users must reach the mount inside
+}
+
+TempDir::~TempDir() {
+  if (!path_.empty()) remove_tree(path_);
+}
+
+std::vector<uint8_t> test_key(uint8_t seed) {
+  std::vector<uint8_t> key(64);
+  for (size_t i = 0; i < key.size(); ++i) key[i] = static_cast<uint8_t>(seed * 131 + i * 7 + 1);
+  return key;
+}
+
+int key_pipe(const std::vector<uint8_t>& key) {
+  int p[2];
+  if (::pipe(p) != 0) return -1;
+  ssize_t n = ::write(p[1], key.data(), key.size());
+  ::close(p[1]);
+  if (n != static_cast<ssize_t>(key.size())) {
+    ::close(p[0]);
+    return -1;
+  }
+  ::fcntl(p[0], F_SETFD, FD_CLOEXEC);  // run() clears it in the child it passes it to
+  return p[0];
+}
+
+Mount::Mount(const MountOptions& options) : dir_("vol"), options_(options) {
+  if (dir_.path().empty()) return;
+  backing_ = dir_.path() + "/backing";
+  mnt_ = dir_.path() + "/mnt";
+  ::mkdir(backing_.c_str(), 0700);
+  ::mkdir(mnt_.c_str(), 0755);
+  mount_result_ = do_mount(options_.extra_args);
+  mounted_ = mount_result_.exit_code == 0;
+  volume_id_ = volume_id();
+}
+
+Mount::~Mount() { teardown(); }
+
+RunResult Mount::do_mount(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"mount"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  int fd = -1;
+  const bool recover = std::find(args.begin(), args.end(), "--recover") != args.end();
+  if (!options_.key.empty() && !recover) {
+    fd = key_pipe(options_.key);
+    argv.push_back("--key-fd");
+    argv.push_back(std::to_string(fd));
+  }
+  argv.push_back(backing_);
+  argv.push_back(mnt_);
+  RunResult r = run_scratchcrypt(argv, fd >= 0 ? std::vector<int>{fd} : std::vector<int>{});
+  if (fd >= 0) ::close(fd);
+  return r;
+}
+
+std::string Mount::volume_id() const {
+  std::ifstream in(backing_ + "/.scratchcrypt-volume");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("id ", 0) == 0) return line.substr(3);
+  }
+  return volume_id_;
+}
+
+pid_t Mount::daemon_pid() const { return lock_holder(backing_); }
+
+bool Mount::umount() {
+  RunResult r = run_scratchcrypt({"umount", mnt_}, {}, 30);
+  if (r.exit_code != 0) {
+    ADD_FAILURE() << "scratchcrypt umount " << mnt_ << " failed (" << r.exit_code
+                  << "): " << r.output;
+    return false;
+  }
+  mounted_ = false;
+  return true;
+}
+
+RunResult Mount::mount_again(const std::vector<std::string>& args) {
+  RunResult r = do_mount(args);
+  if (r.exit_code == 0) mounted_ = true;
+  return r;
+}
+
+bool Mount::remount() {
+  if (!umount()) return false;
+  RunResult r = mount_again(options_.key.empty() ? std::vector<std::string>{"--recover"}
+                                                 : std::vector<std::string>{});
+  if (r.exit_code != 0) {
+    ADD_FAILURE() << "remount of " << backing_ << " failed (" << r.exit_code << "): " << r.output;
+    return false;
+  }
+  return true;
+}
+
+void Mount::teardown() {
+  if (mnt_.empty()) return;
+  if (is_mountpoint(mnt_)) {
+    RunResult r = run_scratchcrypt({"umount", mnt_}, {}, 30);
+    if (r.exit_code != 0 || is_mountpoint(mnt_)) {
+      run({"/usr/bin/umount", "-l", mnt_});
+      if (is_mountpoint(mnt_)) run({"/usr/bin/fusermount3", "-uz", mnt_});
+    }
+  }
+  // A daemon kept alive by a lazily detached mount (or hung) must not
+  // outlive the test.
+  pid_t pid = lock_holder(backing_);
+  if (pid > 0 && !wait_gone(pid, 3000)) {
+    ::kill(pid, SIGKILL);
+    wait_gone(pid, 3000);
+  }
+  collect_children();
+  const std::string id = volume_id();
+  if (!id.empty()) scratchcrypt::keyring::remove(id);
+  mounted_ = false;
+}
+
+void MountTest::SetUp() {
+  m_ = std::make_unique<Mount>(MountOptions{{"--mode", "0777"}, {}});
+  ASSERT_TRUE(m_->ok()) << "mount failed (" << m_->mount_result().exit_code
+                        << "): " << m_->mount_result().output;
+}
+
+std::string read_file(const std::string& path, int* err) {
+  std::string out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (err) *err = errno;
+    return out;
+  }
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      if (err) *err = errno;
+      ::close(fd);
+      return out;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (err) *err = 0;
+  return out;
+}
+
+bool write_file(const std::string& path, const std::string& data, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return false;
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  return ::close(fd) == 0;
+}
+
+std::string pattern(size_t length, uint64_t seed) {
+  std::string out(length, '\0');
+  uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 0x1234567ULL;
+  for (size_t i = 0; i < length; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    out[i] = static_cast<char>(x >> 24);
+  }
+  return out;
+}
+
+long long blocks_of(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return -1;
+  return static_cast<long long>(st.st_blocks);
+}
+
+namespace {
+thread_local ino_t g_wanted_ino;
+thread_local std::string* g_found;
+}  // namespace
+
+std::string find_backing_by_ino(const std::string& backing, ino_t ino) {
+  std::string found;
+  g_wanted_ino = ino;
+  g_found = &found;
+  ::nftw(
+      backing.c_str(),
+      [](const char* fpath, const struct stat* st, int, struct FTW*) {
+        if (st->st_ino == g_wanted_ino) {
+          *g_found = fpath;
+          return 1;
+        }
+        return 0;
+      },
+      64, FTW_PHYS | FTW_MOUNT);
+  return found;
+}
+
+std::string backing_of(const Mount& m, const std::string& mount_path) {
+  struct stat st;
+  if (::lstat(mount_path.c_str(), &st) != 0) return "";
+  return find_backing_by_ino(m.backing(), st.st_ino);
+}
+
+}  // namespace sctest

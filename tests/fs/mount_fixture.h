@@ -1,0 +1,157 @@
+// Test support for the filesystem suites: a real scratchcrypt mount in a
+// temporary directory, torn down (unmounted, key dropped, files removed)
+// whatever the test's outcome, plus helpers to run the binary and to act as
+// another user.
+//
+// The binary comes from $SCRATCHCRYPT_BIN (the Makefile sets it to the
+// absolute path of build/scratchcrypt).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace sctest {
+
+// Test users: plain numeric ids, no passwd entries needed.
+inline constexpr uid_t kUserA = 60001;
+inline constexpr uid_t kUserB = 60002;
+inline constexpr gid_t kGroupA = 60001;
+inline constexpr gid_t kGroupB = 60002;
+inline constexpr gid_t kGroupShared = 60010;
+
+// The scratchcrypt binary ($SCRATCHCRYPT_BIN); fails the test if unset.
+std::string scratchcrypt_bin();
+
+struct RunResult {
+  int exit_code = -1;   // exit status, or 128+signal, or -1 if it could not run
+  std::string output;   // stdout and stderr, interleaved
+};
+
+// Runs argv[0] (a path) with argv, without a shell. Descriptors in keep_fds
+// stay open in the child under the same numbers; all others above 2 are
+// closed. Kills the child after timeout_s seconds.
+RunResult run(const std::vector<std::string>& argv, const std::vector<int>& keep_fds = {},
+              int timeout_s = 60);
+
+// Runs `scratchcrypt ARGS...`.
+RunResult run_scratchcrypt(const std::vector<std::string>& args,
+                           const std::vector<int>& keep_fds = {}, int timeout_s = 60);
+
+// Makes this process the reaper of the volume daemons it starts (they
+// double-fork), so that a finished daemon is reaped at once instead of
+// waiting for the container's init, and reaps any such orphan now.
+void reap_orphans();
+
+// Result of a function run as another user.
+struct AsUser {
+  long value = -1;  // what the function returned
+  int err = 0;      // errno right after it returned
+};
+
+// Runs fn in a forked child after setgroups(groups)/setgid(gid)/setuid(uid),
+// returns its result and errno. fn must only make system calls (it runs in
+// a fork of a threaded process).
+AsUser as_user(uid_t uid, gid_t gid, const std::function<long()>& fn,
+               const std::vector<gid_t>& groups = {});
+
+// Removes a tree (not crossing into other mounts). Best effort.
+void remove_tree(const std::string& path);
+
+// A fresh directory under /tmp (ext4 here: user xattrs work), removed by
+// the destructor.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag = "sc");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A 64-byte test key known to the test (never a real volume's key).
+std::vector<uint8_t> test_key(uint8_t seed);
+
+// A pipe whose read end carries `key` to `scratchcrypt mount --key-fd N`.
+// Returns the read end (the write end is written and closed).
+int key_pipe(const std::vector<uint8_t>& key);
+
+struct MountOptions {
+  std::vector<std::string> extra_args;  // e.g. {"--mode", "0777"}
+  std::vector<uint8_t> key;             // non-empty: pass it with --key-fd
+};
+
+// A scratchcrypt volume: ROOT/backing mounted at ROOT/mnt.
+class Mount {
+ public:
+  explicit Mount(const MountOptions& options = {});
+  ~Mount();
+  Mount(const Mount&) = delete;
+  Mount& operator=(const Mount&) = delete;
+
+  // Whether the constructor's mount succeeded (check with ASSERT_TRUE).
+  bool ok() const { return mounted_; }
+  const RunResult& mount_result() const { return mount_result_; }
+
+  const std::string& root() const { return dir_.path(); }
+  const std::string& backing() const { return backing_; }
+  const std::string& mnt() const { return mnt_; }
+  std::string path(const std::string& relative) const { return mnt_ + "/" + relative; }
+  std::string volume_id() const;
+  // The daemon's pid from `scratchcrypt`'s volume registry, or -1.
+  pid_t daemon_pid() const;
+
+  // scratchcrypt umount; true on success.
+  bool umount();
+  // umount, then mount --recover (or --key-fd with the same key); true if
+  // both worked.
+  bool remount();
+  // mount again (after umount or a daemon crash) with extra args.
+  RunResult mount_again(const std::vector<std::string>& args);
+  bool mounted() const { return mounted_; }
+
+ private:
+  RunResult do_mount(const std::vector<std::string>& args);
+  void teardown();
+
+  TempDir dir_;
+  std::string backing_;
+  std::string mnt_;
+  MountOptions options_;
+  bool mounted_ = false;
+  RunResult mount_result_;
+  std::string volume_id_;
+};
+
+// A gtest fixture with one fresh mount per test (root dir mode 0777 so the
+// test users can work in it).
+class MountTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override { m_.reset(); }
+  std::string p(const std::string& relative) const { return m_->path(relative); }
+  std::unique_ptr<Mount> m_;
+};
+
+// File helpers: whole-file read/write through ordinary syscalls.
+std::string read_file(const std::string& path, int* err = nullptr);
+bool write_file(const std::string& path, const std::string& data, mode_t mode = 0644);
+// Deterministic pseudo-random bytes.
+std::string pattern(size_t length, uint64_t seed);
+// Backing st_blocks of a path (lstat), or -1.
+long long blocks_of(const std::string& path);
+// The backing object (under `backing`) with inode number `ino`, or "".
+std::string find_backing_by_ino(const std::string& backing, ino_t ino);
+// The backing object of a path in the mount (same inode number), or "".
+std::string backing_of(const Mount& m, const std::string& mount_path);
+
+}  // namespace sctest
