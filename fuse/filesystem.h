@@ -19,7 +19,10 @@
 namespace scratchcrypt {
 
 struct FilesystemOptions {
-  bool writeback_cache = true;  // kernel write-back caching of file data
+  // Kernel write-back caching of file data: faster small writes, but errors
+  // such as ENOSPC surface at fsync/close instead of write, unlike a local
+  // disk. Off unless the operator asks for it.
+  bool writeback_cache = false;
   double cache_timeout = 3600;  // entry/attr timeouts: we are the only writer
   uint64_t size_limit = 0;      // bytes the volume may occupy; 0 = the disk's
 };

@@ -94,6 +94,12 @@ std::string absolute_path(const std::string& path) {
   return out == "/" ? "/" + base : out + "/" + base;
 }
 
+std::string parent_dir(const std::string& path) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
 bool directory_is_empty(const std::string& path) {
   DIR* dir = ::opendir(path.c_str());
   if (dir == nullptr) return false;

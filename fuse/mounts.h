@@ -25,6 +25,9 @@ std::optional<MountEntry> mount_at(const std::string& mountpoint);
 // (its parent is resolved), so that it works on a dead FUSE mount point.
 std::string absolute_path(const std::string& path);
 
+// The directory part of an absolute path ("/a/b" -> "/a", "/a" -> "/").
+std::string parent_dir(const std::string& path);
+
 // True when `path` is a directory with no entries but . and ..
 bool directory_is_empty(const std::string& path);
 

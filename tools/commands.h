@@ -20,9 +20,22 @@ struct Subcommand {
 
 const std::vector<Subcommand>& subcommands();
 
-int run_mount(const cli::Args& args);
-int run_umount(const cli::Args& args);
-extern const cli::Command kMountCommand;
-extern const cli::Command kUmountCommand;
+// --config, shared by every command that reads the node configuration.
+inline const cli::Option kConfigOption = {
+    "config", "FILE",
+    "configuration file (default: $SCRATCHCRYPT_CONFIG or /etc/scratchcrypt/scratchcrypt.conf)"};
+
+#define SCRATCHCRYPT_SUBCOMMAND(name, Name)     \
+  int run_##name(const cli::Args& args);        \
+  extern const cli::Command k##Name##Command;
+SCRATCHCRYPT_SUBCOMMAND(mount, Mount)
+SCRATCHCRYPT_SUBCOMMAND(umount, Umount)
+SCRATCHCRYPT_SUBCOMMAND(wipe, Wipe)
+SCRATCHCRYPT_SUBCOMMAND(sweep, Sweep)
+SCRATCHCRYPT_SUBCOMMAND(status, Status)
+SCRATCHCRYPT_SUBCOMMAND(prologue, Prologue)
+SCRATCHCRYPT_SUBCOMMAND(epilogue, Epilogue)
+SCRATCHCRYPT_SUBCOMMAND(config, Config)
+#undef SCRATCHCRYPT_SUBCOMMAND
 
 }  // namespace scratchcrypt

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <fstream>
 #include <thread>
 
 #include "fuse/error.h"
@@ -21,9 +22,26 @@ void refuse_busy(const std::string& path, const std::string& action) {
               3);
 }
 
+namespace {
+
+// Gone, or a zombie: a detached daemon's parent is init, which may take a
+// while to reap it, but a zombie holds no memory, key or file any more.
+bool has_exited(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  auto paren = line.rfind(')');
+  return paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] == 'Z' ||
+         line[paren + 2] == 'X';
+}
+
+}  // namespace
+
+bool process_alive(pid_t pid) { return pid > 0 && !has_exited(pid); }
+
 bool wait_for_exit(pid_t pid, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (::kill(pid, 0) == 0 || errno != ESRCH) {
+  while (!has_exited(pid)) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }

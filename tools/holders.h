@@ -12,6 +12,9 @@ namespace scratchcrypt {
 // `action` is refused and how to force it.
 [[noreturn]] void refuse_busy(const std::string& path, const std::string& action);
 
+// True while `pid` runs (a zombie counts as gone).
+bool process_alive(pid_t pid);
+
 // Waits until process `pid` is gone; false on timeout.
 bool wait_for_exit(pid_t pid, std::chrono::milliseconds timeout);
 

@@ -90,6 +90,12 @@ const std::vector<Subcommand>& subcommands() {
   static const std::vector<Subcommand> all = {
       {kMountCommand, run_mount},
       {kUmountCommand, run_umount},
+      {kWipeCommand, run_wipe},
+      {kSweepCommand, run_sweep},
+      {kStatusCommand, run_status},
+      {kPrologueCommand, run_prologue},
+      {kEpilogueCommand, run_epilogue},
+      {kConfigCommand, run_config},
   };
   return all;
 }

@@ -35,7 +35,7 @@ const cli::Command kMountCommand = {
         {"mode", "MODE", "mode of a new volume's root directory (default: 0700)"},
         {"size-limit", "SIZE", "most bytes the volume may hold, e.g. 50G (default: none)"},
         {"job", "ID", "scheduler job id, recorded in status and wipe records"},
-        {"no-writeback-cache", "", "write through to the daemon on every write"},
+        {"writeback-cache", "", "let the kernel cache writes (faster; ENOSPC shows at close)"},
         {"f", "", "stay in the foreground, log to stderr"},
         {"debug", "", "trace every FUSE request (with -f)"},
     },
@@ -72,7 +72,7 @@ int run_mount(const cli::Args& args) {
   if (args.has("gid")) request.owner.gid = cli::parse_group("gid", args.get("gid"));
   if (args.has("mode")) request.owner.mode = cli::parse_mode("mode", args.get("mode"));
   if (args.has("size-limit")) request.fs.size_limit = cli::parse_size("size-limit", args.get("size-limit"));
-  request.fs.writeback_cache = !args.has("no-writeback-cache");
+  request.fs.writeback_cache = args.has("writeback-cache");
   request.job = args.get("job");
   request.foreground = args.has("f");
   request.debug = args.has("debug");

@@ -1,0 +1,117 @@
+#include "tools/config.h"
+
+#include <cstdlib>
+#include <fstream>
+
+#include "fuse/error.h"
+#include "tools/cli.h"
+
+namespace scratchcrypt {
+
+namespace {
+
+std::string trim(const std::string& text) {
+  const auto first = text.find_first_not_of(" \t\r");
+  if (first == std::string::npos) return {};
+  const auto last = text.find_last_not_of(" \t\r");
+  return text.substr(first, last - first + 1);
+}
+
+void require_absolute(const std::string& where, const std::string& key, const std::string& value) {
+  if (value.empty() || value[0] != '/' || value.find("/../") != std::string::npos ||
+      value.size() < 2) {
+    throw Error(where + ": " + key + " must be an absolute path other than / (got '" + value + "')", 2);
+  }
+}
+
+void apply(Config& config, const std::string& where, const std::string& key,
+           const std::string& value) {
+  if (key == "backing_root") {
+    require_absolute(where, key, value);
+    config.backing_root = value;
+  } else if (key == "mount_root") {
+    require_absolute(where, key, value);
+    config.mount_root = value;
+  } else if (key == "node_mount") {
+    require_absolute(where, key, value);
+    config.node_mount = value;
+  } else if (key == "record_log") {
+    require_absolute(where, key, value);
+    config.record_log = value;
+  } else if (key == "size_limit") {
+    try {
+      config.size_limit = cli::parse_size("size_limit", value);
+    } catch (const Error&) {
+      throw Error(where + ": size_limit '" + value + "' is not a size (examples: 0, 512M, 50G)", 2);
+    }
+  } else if (key == "mode") {
+    if (value == "per-job") {
+      config.mode = VolumeMode::kPerJob;
+    } else if (value == "node") {
+      config.mode = VolumeMode::kNode;
+    } else {
+      throw Error(where + ": mode must be per-job or node (got '" + value + "')", 2);
+    }
+  } else if (key == "writeback_cache") {
+    if (value != "yes" && value != "no") {
+      throw Error(where + ": writeback_cache must be yes or no (got '" + value + "')", 2);
+    }
+    config.writeback_cache = value == "yes";
+  } else {
+    throw Error(where + ": unknown setting '" + key + "' (see scratchcrypt(8), CONFIGURATION)", 2);
+  }
+}
+
+}  // namespace
+
+Config load_config(const std::string& explicit_path) {
+  std::string path = explicit_path;
+  if (path.empty()) {
+    const char* env = std::getenv("SCRATCHCRYPT_CONFIG");
+    path = env != nullptr && *env != '\0' ? env : "";
+  }
+  const bool is_default = path.empty();
+  if (is_default) path = kDefaultConfigPath;
+
+  Config config;
+  std::ifstream in(path);
+  if (!in) {
+    if (is_default) return config;
+    throw Error("configuration file " + path + " cannot be read", 2);
+  }
+  config.path = path;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const std::string where = path + ":" + std::to_string(number);
+    if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    line = trim(line);
+    if (line.empty()) continue;
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) {
+      throw Error(where + ": expected 'key = value', got '" + line + "'", 2);
+    }
+    const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
+    if (key.empty() || value.empty()) {
+      throw Error(where + ": expected 'key = value', got '" + line + "'", 2);
+    }
+    apply(config, where, key, value);
+  }
+  if (config.backing_root == config.mount_root) {
+    throw Error(path + ": backing_root and mount_root must differ", 2);
+  }
+  return config;
+}
+
+std::vector<std::pair<std::string, std::string>> config_items(const Config& c) {
+  return {
+      {"backing_root", c.backing_root},
+      {"mount_root", c.mount_root},
+      {"size_limit", std::to_string(c.size_limit)},
+      {"record_log", c.record_log},
+      {"mode", c.mode == VolumeMode::kNode ? "node" : "per-job"},
+      {"node_mount", c.node_mount},
+      {"writeback_cache", c.writeback_cache ? "yes" : "no"},
+  };
+}
+
+}  // namespace scratchcrypt

@@ -1,0 +1,36 @@
+// The node configuration, /etc/scratchcrypt/scratchcrypt.conf.
+//
+// `key = value` lines; '#' starts a comment. Every key is optional and has
+// the default below. An unknown key, a bad value or a malformed line is
+// rejected with the file, line and reason before anything is mounted. The
+// file is chosen by --config, else $SCRATCHCRYPT_CONFIG, else the default.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace scratchcrypt {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/scratchcrypt/scratchcrypt.conf";
+
+enum class VolumeMode { kPerJob, kNode };
+
+struct Config {
+  std::string backing_root = "/var/lib/scratchcrypt/backing";  // on the local disk
+  std::string mount_root = "/scratch";                          // <root>/<job id>
+  uint64_t size_limit = 0;                                      // per volume; 0 = none
+  std::string record_log = "/var/log/scratchcrypt/wipe.jsonl";
+  VolumeMode mode = VolumeMode::kPerJob;
+  std::string node_mount = "/scratch/node";                     // node mode's one volume
+  bool writeback_cache = false;
+  std::string path;  // the file it came from ("" when defaults only)
+};
+
+// Loads `path`; when `path` is the default and does not exist, defaults.
+Config load_config(const std::string& explicit_path);
+
+// "key = value" lines for every setting, as `scratchcrypt config` prints them.
+std::vector<std::pair<std::string, std::string>> config_items(const Config& config);
+
+}  // namespace scratchcrypt

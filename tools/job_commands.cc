@@ -1,0 +1,190 @@
+// `scratchcrypt prologue`, `epilogue` and `config`: the scheduler's side.
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include "fuse/daemon.h"
+#include "fuse/error.h"
+#include "fuse/mounts.h"
+#include "fuse/registry.h"
+#include "fuse/volume.h"
+#include "tools/commands.h"
+#include "tools/config.h"
+#include "tools/wipe.h"
+
+namespace scratchcrypt {
+
+const cli::Command kPrologueCommand = {
+    "prologue",
+    "[options]",
+    "Job start (as root): mount the job's own freshly keyed volume; print SCRATCH=PATH.",
+    "The job comes from the options or the scheduler's environment (Slurm: SLURM_JOB_ID,\n"
+    "SLURM_JOB_UID or SLURM_JOB_USER, SLURM_JOB_GID). The volume is mounted at\n"
+    "<mount_root>/<job id> (node mode: node_mount), owned by the job's user, mode 0700.\n"
+    "A non-zero exit fails the job's start.",
+    {{"job", "ID", "job id (default: $SLURM_JOB_ID)"},
+     {"uid", "USER", "job owner (default: $SLURM_JOB_UID or $SLURM_JOB_USER)"},
+     {"gid", "GROUP", "job group (default: $SLURM_JOB_GID or the user's primary group)"},
+     kConfigOption},
+    0,
+    0,
+};
+
+const cli::Command kEpilogueCommand = {
+    "epilogue",
+    "[options]",
+    "Job end (as root): wipe the job's volume, cutting off processes left behind.",
+    "Exits non-zero when the wipe could not be completed, so that the scheduler drains\n"
+    "the node (Slurm does so for a failed Epilog) until an operator has looked at it.",
+    {{"job", "ID", "job id (default: $SLURM_JOB_ID)"}, kConfigOption},
+    0,
+    0,
+};
+
+const cli::Command kConfigCommand = {
+    "config",
+    "[options] [KEY]",
+    "Print the configuration in effect (all settings, or the value of KEY).",
+    "",
+    {kConfigOption},
+    0,
+    1,
+};
+
+namespace {
+
+std::string env(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? value : "";
+}
+
+std::string job_id(const cli::Args& args) {
+  std::string id = args.get("job", env("SLURM_JOB_ID"));
+  if (id.empty()) id = env("SLURM_JOBID");
+  if (id.empty()) throw Error("no job id: pass --job ID, or run from a Slurm prolog/epilog (SLURM_JOB_ID)", 2);
+  // The id becomes a path component.
+  if (id.size() > 64 || id == "." || id == ".." ||
+      id.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+          std::string::npos) {
+    throw Error("job id '" + id + "' is not usable as a directory name (letters, digits, . _ - only)", 2);
+  }
+  return id;
+}
+
+struct Paths {
+  std::string backing;
+  std::string mountpoint;
+};
+
+Paths job_paths(const Config& config, const std::string& job) {
+  if (config.mode == VolumeMode::kNode) return {config.backing_root + "/node", config.node_mount};
+  return {config.backing_root + "/" + job, config.mount_root + "/" + job};
+}
+
+void make_dirs(const std::string& path, mode_t mode) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    const std::string prefix = slash == std::string::npos ? path : path.substr(0, slash);
+    if (::mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST) {
+      throw Error(errno_text("cannot create " + prefix, errno));
+    }
+    if (slash == std::string::npos) break;
+  }
+}
+
+void require_root(const std::string& what) {
+  if (::geteuid() != 0) throw Error(what + " must run as root (from the scheduler's prolog/epilog)", 2);
+}
+
+bool has_volume(const Paths& paths) {
+  auto mount = mount_at(paths.mountpoint);
+  return (mount && mount->fstype == "fuse.scratchcrypt") || read_volume_header(paths.backing);
+}
+
+}  // namespace
+
+int run_prologue(const cli::Args& args) {
+  require_root("prologue");
+  const Config config = load_config(args.get("config"));
+  const std::string job = job_id(args);
+
+  std::string user = args.get("uid", env("SLURM_JOB_UID"));
+  if (user.empty()) user = env("SLURM_JOB_USER");
+  if (user.empty()) throw Error("no job owner: pass --uid, or set SLURM_JOB_UID/SLURM_JOB_USER", 2);
+  MountRequest request;
+  request.owner.uid = cli::parse_user("uid", user);
+  std::string group = args.get("gid", env("SLURM_JOB_GID"));
+  if (group.empty()) {
+    const passwd* pw = ::getpwuid(request.owner.uid);
+    if (pw == nullptr) throw Error("user " + user + " has no primary group here: pass --gid", 2);
+    request.owner.gid = pw->pw_gid;
+  } else {
+    request.owner.gid = cli::parse_group("gid", group);
+  }
+  request.owner.mode = 0700;
+
+  const Paths paths = job_paths(config, job);
+  if (auto existing = find_volume(paths.mountpoint);
+      existing && existing->job == job && mount_at(paths.mountpoint) && !is_dead_mount(paths.mountpoint)) {
+    std::printf("SCRATCH=%s\n", paths.mountpoint.c_str());  // already set up: idempotent
+    return 0;
+  }
+  if (has_volume(paths)) {
+    // Node mode: the previous job's volume; per-job: a leftover of a crash.
+    WipeOptions options;
+    options.force = true;
+    wipe_volume(config, read_volume_header(paths.backing) ? paths.backing : paths.mountpoint, options);
+  }
+  make_dirs(config.backing_root, 0700);
+  make_dirs(paths.backing, 0700);
+  make_dirs(parent_dir(paths.mountpoint), 0755);
+  make_dirs(paths.mountpoint, 0700);
+
+  request.backing = paths.backing;
+  request.mountpoint = paths.mountpoint;
+  request.fs.size_limit = config.size_limit;
+  request.fs.writeback_cache = config.writeback_cache;
+  request.job = job;
+  mount_volume(request);
+  std::printf("SCRATCH=%s\n", paths.mountpoint.c_str());
+  return 0;
+}
+
+int run_epilogue(const cli::Args& args) {
+  require_root("epilogue");
+  const Config config = load_config(args.get("config"));
+  const std::string job = job_id(args);
+  const Paths paths = job_paths(config, job);
+  if (!has_volume(paths)) {
+    std::fprintf(stderr, "scratchcrypt: job %s has no volume on this node; nothing to wipe\n", job.c_str());
+  } else {
+    WipeOptions options;
+    options.force = true;  // the job is over: whatever it left running is cut off
+    options.job = job;
+    wipe_volume(config, read_volume_header(paths.backing) ? paths.backing : paths.mountpoint, options);
+  }
+  if (config.mode == VolumeMode::kPerJob) ::rmdir(paths.mountpoint.c_str());
+  return 0;
+}
+
+int run_config(const cli::Args& args) {
+  const Config config = load_config(args.get("config"));
+  for (const auto& [key, value] : config_items(config)) {
+    if (args.positional().empty()) {
+      std::printf("%s = %s\n", key.c_str(), value.c_str());
+    } else if (args.positional()[0] == key) {
+      std::printf("%s\n", value.c_str());
+      return 0;
+    }
+  }
+  if (!args.positional().empty()) {
+    throw Error("unknown setting '" + args.positional()[0] + "' (see `scratchcrypt config`)", 2);
+  }
+  return 0;
+}
+
+}  // namespace scratchcrypt

@@ -1,0 +1,352 @@
+#include "tools/wipe.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+
+#include "crypto/keyring.h"
+#include "fuse/error.h"
+#include "fuse/log.h"
+#include "fuse/mounts.h"
+#include "fuse/registry.h"
+#include "fuse/volume.h"
+#include "tools/holders.h"
+#include "tools/wipe_record.h"
+
+namespace scratchcrypt {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kTrashPrefix = ".wiped-";
+
+struct Target {
+  std::string id;
+  std::string backing;
+  std::string mountpoint;  // empty when not mounted
+  pid_t pid = 0;
+  std::string job;
+  uid_t uid = 0;
+};
+
+bool is_under(const std::string& path, const std::string& root) {
+  return path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
+         path[root.size()] == '/';
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+std::optional<std::string> mount_of_volume(const std::string& id) {
+  std::optional<std::string> found;
+  for (const auto& m : list_mounts()) {
+    if (m.fstype == "fuse.scratchcrypt" && m.source == "scratchcrypt:" + id) found = m.mountpoint;
+  }
+  return found;
+}
+
+// A backing directory under backing_root holding volume `id`.
+std::optional<std::string> find_backing(const Config& config, const std::string& id) {
+  const std::string root = absolute_path(config.backing_root);
+  DIR* dir = ::opendir(root.c_str());
+  if (dir == nullptr) return std::nullopt;
+  std::optional<std::string> found;
+  while (dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    const std::string path = root + "/" + entry->d_name;
+    auto header = read_volume_header(path);
+    if (header && header->id == id) {
+      found = path;
+      break;
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
+Target resolve(const Config& config, const std::string& given) {
+  const std::string path = absolute_path(given);
+  Target t;
+  if (auto record = find_volume(path)) {
+    t = {record->id, record->backing, record->mountpoint, record->pid, record->job, record->uid};
+  } else if (auto mount = mount_at(path); mount && mount->fstype == "fuse.scratchcrypt") {
+    t.id = mount->source.substr(mount->source.find(':') + 1);
+    t.backing = find_backing(config, t.id).value_or("");
+  } else if (auto header = read_volume_header(path)) {
+    t.id = header->id;
+    t.backing = path;
+  } else {
+    throw Error(given + " is not a scratchcrypt volume (no mount, backing or record of one; "
+                "was it already wiped?); nothing was touched", 4);
+  }
+  if (t.mountpoint.empty() || !mount_at(t.mountpoint)) t.mountpoint = mount_of_volume(t.id).value_or("");
+  if (!t.backing.empty() && !read_volume_header(t.backing)) t.backing.clear();
+  const std::string root = absolute_path(config.backing_root);
+  if (!t.backing.empty() && !is_under(t.backing, root)) {
+    throw Error("volume " + t.id + " is stored in " + t.backing + ", outside backing_root " +
+                root + (config.path.empty() ? "" : " (set in " + config.path + ")") +
+                "; refusing to delete it. Use a configuration whose backing_root holds it", 4);
+  }
+  if (t.backing.empty() && t.mountpoint.empty()) {
+    throw Error(given + ": volume " + t.id + " has nothing left to wipe; nothing was touched", 4);
+  }
+  return t;
+}
+
+// Stops serving the volume. With force, aborts the FUSE connection first,
+// so processes holding files get errors instead of data.
+int cut_off(const Target& t, bool force) {
+  int holders = 0;
+  if (!t.mountpoint.empty()) {
+    const auto users = processes_using(t.mountpoint);
+    holders = static_cast<int>(users.size());
+    if (holders > 0 && !force) refuse_busy(t.mountpoint, "wipe");
+    auto mount = mount_at(t.mountpoint);
+    if (mount && (force || is_dead_mount(t.mountpoint))) {
+      abort_fuse_connection(*mount);
+      if (::umount2(t.mountpoint.c_str(), MNT_DETACH) != 0 && errno != EINVAL) {
+        throw Error(errno_text("cannot detach " + t.mountpoint, errno));
+      }
+    } else if (mount && ::umount2(t.mountpoint.c_str(), 0) != 0) {
+      if (errno == EBUSY) refuse_busy(t.mountpoint, "wipe");
+      if (errno != EINVAL) throw Error(errno_text("cannot unmount " + t.mountpoint, errno));
+    }
+  }
+  // The daemon zeroizes its key on the way out; one that hangs is killed
+  // (the kernel then frees its memory).
+  pid_t pid = t.pid;
+  if (pid == 0 && !t.backing.empty()) pid = volume_lock_holder(t.backing).value_or(0);
+  if (pid > 0 && !wait_for_exit(pid, 5s)) {
+    ::kill(pid, SIGKILL);
+    wait_for_exit(pid, 2s);
+  }
+  return holders;
+}
+
+// Deletes a tree without following links; counts regular files and bytes.
+void remove_tree(int parent_fd, const char* name, uint64_t* files, uint64_t* bytes) {
+  struct stat st;
+  if (::fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    int fd = ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+      if (DIR* dir = ::fdopendir(fd)) {
+        while (dirent* entry = ::readdir(dir)) {
+          if (std::strcmp(entry->d_name, ".") == 0 || std::strcmp(entry->d_name, "..") == 0) continue;
+          remove_tree(fd, entry->d_name, files, bytes);
+        }
+        ::closedir(dir);
+      } else {
+        ::close(fd);
+      }
+    }
+    ::unlinkat(parent_fd, name, AT_REMOVEDIR);
+  } else {
+    if (S_ISREG(st.st_mode)) {
+      ++*files;
+      *bytes += static_cast<uint64_t>(st.st_size);
+    }
+    ::unlinkat(parent_fd, name, 0);
+  }
+}
+
+// Discards the freed blocks of the backing file system (FITRIM), so that
+// an SSD or thin volume drops them too.
+std::string trim_free_space(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return "failed";
+  fstrim_range range = {0, UINT64_MAX, 0};
+  int rc = ::ioctl(fd, FITRIM, &range);
+  int err = errno;
+  ::close(fd);
+  if (rc == 0) return "done";
+  return err == EOPNOTSUPP || err == ENOTTY || err == EINVAL ? "unsupported" : "failed";
+}
+
+// Deletes a renamed-aside backing, verifies, and appends the record.
+void finish_deletion(const Config& config, const std::string& trash, WipeRecord record) {
+  const std::string parent = parent_dir(trash);
+  int parent_fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (parent_fd >= 0) {
+    const std::string name = trash.substr(parent.size() + (parent == "/" ? 0 : 1));
+    remove_tree(parent_fd, name.c_str(), &record.files_removed, &record.bytes_removed);
+    ::close(parent_fd);
+  }
+  record.trim = trim_free_space(parent);
+  record.deletion_finished_ms = now_ms();
+  const bool mounted = !record.mountpoint.empty() && mount_of_volume(record.volume).has_value();
+  const bool key_left = keyring::load(record.volume).has_value();
+  record.verified = !exists(trash) && !mounted && !key_left &&
+                    (record.backing.empty() || !read_volume_header(record.backing));
+  if (!record.verified) {
+    record.outcome = "failed";
+    record.error = exists(trash) ? "backing files could not all be deleted"
+                   : mounted     ? "the volume is still mounted"
+                   : key_left    ? "the key is still in the keyring"
+                                 : "the backing directory reappeared";
+  }
+  append_record(config.record_log, record);
+  if (!record.verified) throw Error("wipe of volume " + record.volume + " failed: " + record.error);
+}
+
+// Runs `work` in a detached process (own session, stdio on /dev/null), so
+// the caller, e.g. a scheduler epilogue, does not wait for it.
+template <typename Work>
+void run_detached(Work work) {
+  std::fflush(nullptr);
+  pid_t child = ::fork();
+  if (child < 0) {
+    work();
+    return;
+  }
+  if (child > 0) {
+    int status;
+    ::waitpid(child, &status, 0);
+    return;
+  }
+  ::setsid();
+  if (::fork() != 0) _exit(0);
+  int null = ::open("/dev/null", O_RDWR);
+  ::dup2(null, 0);
+  ::dup2(null, 1);
+  ::dup2(null, 2);
+  log::use_syslog();
+  try {
+    work();
+  } catch (const std::exception& e) {
+    log::error(e.what());
+    _exit(1);
+  }
+  _exit(0);
+}
+
+void end_volume(const Config& config, const Target& t, const WipeOptions& options,
+                const std::string& event) {
+  WipeRecord record;
+  record.event = event;
+  record.started_ms = now_ms();
+  record.volume = t.id;
+  record.job = options.job.empty() ? t.job : options.job;
+  record.uid = t.uid;
+  record.backing = t.backing;
+  record.mountpoint = t.mountpoint;
+  record.forced = options.force;
+
+  record.holders_cut_off = cut_off(t, options.force);
+  record.key_found = keyring::remove(t.id);
+  if (keyring::load(t.id)) throw Error("the key of volume " + t.id + " is still in the keyring");
+  unregister_volume(t.id);
+  record.crypto_erased_ms = now_ms();
+
+  if (t.backing.empty()) {  // nothing stored any more: only the mount was left
+    record.deletion_finished_ms = now_ms();
+    record.verified = !mount_of_volume(t.id);
+    append_record(config.record_log, record);
+    return;
+  }
+  // Rename aside (atomic, same file system): the path is free at once.
+  const std::string trash = parent_dir(t.backing) + "/" + kTrashPrefix + t.id;
+  if (::rename(t.backing.c_str(), trash.c_str()) != 0) {
+    throw Error(errno_text("cannot move the backing of volume " + t.id + " aside", errno));
+  }
+  if (options.wait) {
+    finish_deletion(config, trash, record);
+  } else {
+    run_detached([&] { finish_deletion(config, trash, record); });
+  }
+}
+
+}  // namespace
+
+void wipe_volume(const Config& config, const std::string& target, const WipeOptions& options) {
+  if (::geteuid() != 0) throw Error("wipe needs root", 2);
+  end_volume(config, resolve(config, target), options, "wipe");
+}
+
+SweepResult sweep(const Config& config) {
+  if (::geteuid() != 0) throw Error("sweep needs root", 2);
+  SweepResult result;
+  const std::string root = absolute_path(config.backing_root);
+  std::vector<std::string> live_ids;
+  if (DIR* dir = ::opendir(root.c_str())) {
+    std::vector<std::string> names;
+    while (dirent* entry = ::readdir(dir)) names.emplace_back(entry->d_name);
+    ::closedir(dir);
+    for (const auto& name : names) {
+      if (name == "." || name == "..") continue;
+      const std::string path = root + "/" + name;
+      if (name.rfind(kTrashPrefix, 0) == 0) {  // a deletion that did not finish
+        WipeRecord record;
+        record.event = "sweep";
+        record.volume = name.substr(std::strlen(kTrashPrefix));
+        record.started_ms = record.crypto_erased_ms = now_ms();
+        keyring::remove(record.volume);
+        finish_deletion(config, path, record);
+        ++result.trash;
+        continue;
+      }
+      auto header = read_volume_header(path);
+      if (!header) continue;  // not ours: never touched
+      if (volume_lock_holder(path)) {
+        live_ids.push_back(header->id);
+        continue;
+      }
+      Target t;
+      t.id = header->id;
+      t.backing = path;
+      t.mountpoint = mount_of_volume(t.id).value_or("");
+      if (auto record = find_volume(t.id)) {
+        t.job = record->job;
+        t.uid = record->uid;
+      }
+      if (!t.mountpoint.empty()) ++result.dead_mounts;
+      WipeOptions options;
+      options.force = true;
+      options.wait = true;
+      end_volume(config, t, options, "sweep");
+      ++result.volumes;
+    }
+  }
+  // A key is stale unless a daemon still serves its volume (anywhere).
+  for (const auto& record : registered_volumes()) {
+    if (process_alive(record.pid)) live_ids.push_back(record.id);
+  }
+  for (const auto& m : list_mounts()) {
+    if (m.fstype == "fuse.scratchcrypt" && !is_dead_mount(m.mountpoint)) {
+      live_ids.push_back(m.source.substr(m.source.find(':') + 1));
+    }
+  }
+  for (const auto& id : keyring::list()) {
+    if (std::find(live_ids.begin(), live_ids.end(), id) == live_ids.end() && keyring::remove(id)) {
+      ++result.keys;
+    }
+  }
+  for (const auto& record : registered_volumes()) {
+    if (!process_alive(record.pid)) unregister_volume(record.id);
+  }
+  for (const auto& m : list_mounts()) {
+    if (m.fstype == "fuse.scratchcrypt" && is_dead_mount(m.mountpoint)) {
+      abort_fuse_connection(m);
+      if (::umount2(m.mountpoint.c_str(), MNT_DETACH) == 0) ++result.dead_mounts;
+    }
+  }
+  return result;
+}
+
+}  // namespace scratchcrypt

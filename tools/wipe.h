@@ -1,0 +1,40 @@
+// Ending volumes for good: wipe (one volume) and sweep (every leftover).
+//
+// A wipe first crypto-erases, synchronously: the FUSE connection is cut (with
+// --force) and unmounted, the daemon exits (zeroizing its key), the key is
+// invalidated in the kernel keyring. From then on the ciphertext is
+// unreadable by anyone. The backing directory is then renamed aside at once,
+// so a new volume can take its place, and deleted (in the background unless
+// `wait`), after which free blocks are trimmed and the record is appended.
+#pragma once
+
+#include <string>
+
+#include "tools/config.h"
+
+namespace scratchcrypt {
+
+struct WipeOptions {
+  bool force = false;  // cut off processes that still use the volume
+  bool wait = false;   // delete the ciphertext before returning
+  std::string job;     // recorded; defaults to the job the volume was made for
+};
+
+// Ends the volume at `target` (its mount point, backing directory or id).
+// Throws Error: exit 4 when `target` is no volume of ours (or lies outside
+// backing_root), 3 when busy without force. Nothing is touched then.
+void wipe_volume(const Config& config, const std::string& target, const WipeOptions& options);
+
+struct SweepResult {
+  int volumes = 0;       // leftover volumes ended
+  int trash = 0;         // half-deleted wipes finished
+  int keys = 0;          // stale keyring entries dropped
+  int dead_mounts = 0;   // mounts of dead daemons detached
+};
+
+// Ends everything a crash or power loss left: volumes under backing_root
+// without a live daemon, their keys and dead mounts, and unfinished
+// deletions. Live volumes are left alone.
+SweepResult sweep(const Config& config);
+
+}  // namespace scratchcrypt
