@@ -158,8 +158,14 @@ def run_scenario(system, scen, steps, rep, args, ctx_args):
             vol.unmount()
         finally:
             vol.destroy()
+            os.sync()       # leave nothing dirty for the next system
     return records, {"rep": rep, "scenario": scen, "system": system.name,
                      "peak_rss_kib": vol.peak_rss}
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
 
 
 def main():
@@ -202,6 +208,10 @@ def main():
     os.makedirs(scratch, exist_ok=True)
     passfile = os.path.join(workdir, "bench.pass")
     started = time.time()
+    load_start = loadavg()
+    if load_start[0] > 1.0:
+        say(f"warning: load average {load_start[0]} at start: another job is "
+            "running, figures will be noisy")
     records, rss_records, unavailable, versions = [], [], {}, {}
     interrupted = None
 
@@ -259,6 +269,7 @@ def main():
             + (" (QUICK: reduced sizes, not comparable with full runs)"
                if args.quick else "")
             + f", {args.runs} run(s), {time.time() - started:.0f} s"
+            + f", load average at start {load_start[0]:.2f}"
             + (f", INTERRUPTED: {interrupted}" if interrupted else ""))
     md = (f"{head}\n\n" + report.markdown(rows, names, unavailable, args.runs)
           + "\nMachine:\n" + machine.markdown(minfo) + "\n")
@@ -268,6 +279,7 @@ def main():
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
         "interrupted": interrupted, "workdir": workdir, "machine": minfo,
+        "loadavg_start": load_start, "loadavg_end": loadavg(),
         "tree": {k: v for k, v in (tree or {}).items() if k != "path"},
         "systems": {s.name: {"available": s.name not in unavailable,
                              "reason": unavailable.get(s.name),

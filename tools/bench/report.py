@@ -80,6 +80,8 @@ def markdown(rows, systems, unavailable, runs):
         for s in systems:
             d = r["systems"][s]
             c = _num(d["median"], r["unit"])
+            if 0 < d["runs"] < runs:
+                c += f" (n={d['runs']})"
             if d["errors"]:
                 c += f" ({len(d['errors'])} failed)"
             cells.append(c)

@@ -2,7 +2,8 @@
 remount, destroy) shared by all of them.
 
 Adding a system is one entry in SYSTEMS: argv templates where {backing},
-{mnt}, {passfile} and {repo} are substituted. `daemon` is the executable name
+{mnt}, {root} (the volume's private directory), {passfile} and {repo} are
+substituted. `daemon` is the executable name
 of the FUSE daemon (used to find its pid); None means "no FUSE, run on the
 backing directory itself".
 """
@@ -30,6 +31,8 @@ class System:
     remount: list = None                          # later mounts (default: mount)
     unmount: list = None                          # default: fusermount3 -u
     cleanup: list = field(default_factory=list)   # after unmount, before rm -rf
+    files: dict = field(default_factory=dict)     # {root}/NAME: text, at setup
+    env: dict = field(default_factory=dict)       # for all its commands
 
 
 SCRATCHCRYPT_BIN = os.path.join(REPO, "build", "scratchcrypt")
@@ -57,8 +60,12 @@ SYSTEMS = [
         mount=[[SCRATCHCRYPT_BIN, "mount", "{backing}", "{mnt}"]],
         remount=[[SCRATCHCRYPT_BIN, "mount", "--recover", "{backing}", "{mnt}"]],
         unmount=[[SCRATCHCRYPT_BIN, "umount", "{mnt}"]],
-        # Destroys the volume key kept in the keyring for --recover.
-        cleanup=[[SCRATCHCRYPT_BIN, "wipe", "--force", "{backing}"]],
+        # wipe destroys the key kept in the keyring for --recover; it only
+        # touches volumes under backing_root, and logs to record_log.
+        cleanup=[[SCRATCHCRYPT_BIN, "wipe", "--force", "--wait", "{backing}"]],
+        files={"scratchcrypt.conf": "backing_root = {root}\n"
+                                    "record_log = {root}/wipe.jsonl\n"},
+        env={"SCRATCHCRYPT_CONFIG": "{root}/scratchcrypt.conf"},
     ),
 ]
 
@@ -153,14 +160,17 @@ class Volume:
         self.backing = os.path.join(root, "backing")
         self.fuse = system.daemon is not None
         self.mnt = os.path.join(root, "mnt") if self.fuse else self.backing
-        self.subst = {"backing": self.backing, "mnt": self.mnt,
+        self.subst = {"backing": self.backing, "mnt": self.mnt, "root": root,
                       "passfile": passfile, "repo": REPO}
+        self.env = dict(os.environ, **{k: v.format(**self.subst)
+                                       for k, v in system.env.items()})
         self.pid = None
         self.peak_rss = None
 
-    def _cmds(self, templates):
+    def _cmds(self, templates, check=True):
         for argv in templates or []:
-            run([a.format(**self.subst) for a in argv], self.log)
+            run([a.format(**self.subst) for a in argv], self.log,
+                check=check, env=self.env)
 
     def create(self):
         if os.path.exists(self.root):
@@ -168,6 +178,9 @@ class Volume:
         os.makedirs(self.backing)
         if self.fuse:
             os.makedirs(self.mnt)
+        for name, text in self.system.files.items():
+            with open(os.path.join(self.root, name), "w") as f:
+                f.write(text.format(**self.subst))
         self._cmds(self.system.setup)
         self._mount(self.system.mount)
 
@@ -222,9 +235,7 @@ class Volume:
     def destroy(self):
         try:
             self.unmount()
-            for argv in self.system.cleanup:
-                run([a.format(**self.subst) for a in argv], self.log,
-                    check=False)
+            self._cmds(self.system.cleanup, check=False)
         finally:
             if self.fuse:
                 force_unmount(self.mnt, self.log)
