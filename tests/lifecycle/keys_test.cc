@@ -1,0 +1,224 @@
+// Key custody of a running volume: the daemon's memory is locked and not
+// dumpable, the key reaches no file, command line, environment or log, and
+// its kernel-keyring copy is root's alone.
+#include <fcntl.h>
+#include <linux/keyctl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "tests/fs/test_util.h"
+#include "tests/lifecycle/lifecycle_util.h"
+
+namespace lctest {
+namespace {
+
+long keyctl(int op, unsigned long a2, unsigned long a3 = 0, unsigned long a4 = 0,
+            unsigned long a5 = 0) {
+  return ::syscall(SYS_keyctl, op, a2, a3, a4, a5);
+}
+
+std::string key_string(const std::vector<uint8_t>& key) { return std::string(key.begin(), key.end()); }
+
+// Whether `haystack` holds the key, whole, either half, or in hex.
+bool holds_key(const std::string& haystack, const std::string& key) {
+  const std::string half1 = key.substr(0, 32), half2 = key.substr(32);
+  return contains(haystack, half1) || contains(haystack, half2) || contains(haystack, hex(half1)) ||
+         contains(haystack, hex(half2));
+}
+
+long status_kib(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::strtol(line.c_str() + field.size() + 1, nullptr, 10);
+  }
+  return -1;
+}
+
+// The dumpable flag of `pid`, as the process itself sees it
+// (prctl(PR_GET_DUMPABLE) called inside it by gdb); -1 when gdb cannot
+// tell. No kernel interface shows another process's flag, and a probe
+// without CAP_SYS_PTRACE is refused by a fully capable root daemon whatever
+// its flag, so asking the process is the one reliable check.
+int dumpable_of(pid_t pid) {
+  sctest::RunResult r = sctest::run({"/usr/bin/gdb", "-nx", "-batch", "-p", std::to_string(pid), "-ex",
+                                     "print (int)prctl(3, 0, 0, 0, 0)"},
+                                    {}, 60);
+  auto pos = r.output.find("$1 = ");
+  if (pos == std::string::npos) {
+    ADD_FAILURE() << "gdb could not ask pid " << pid << ": " << r.output;
+    return -1;
+  }
+  return std::atoi(r.output.c_str() + pos + 5);
+}
+
+class KeysTest : public NodeTest {};
+
+TEST_F(KeysTest, DaemonMemoryIsLockedAndNotDumpable) {
+  const std::string id = make_volume("k");
+  ASSERT_FALSE(id.empty());
+  const pid_t daemon = lock_holder(backing("k"));
+  ASSERT_GT(daemon, 0);
+
+  EXPECT_GT(status_kib(daemon, "VmLck"), 0) << "the daemon's memory is not locked (mlockall)";
+
+  if (!exists("/usr/bin/gdb")) GTEST_SKIP() << "gdb is not installed (apt-get install gdb)";
+  // Positive control: an ordinary process is dumpable.
+  int ready[2];
+  ASSERT_EQ(0, ::pipe(ready));
+  pid_t plain = ::fork();
+  if (plain == 0) {
+    ::close(ready[1]);
+    char c;
+    ssize_t ignored = ::read(ready[0], &c, 1);  // until the test closes it
+    (void)ignored;
+    _exit(0);
+  }
+  ::close(ready[0]);
+  EXPECT_EQ(1, dumpable_of(plain)) << "control: an ordinary process should be dumpable";
+  ::close(ready[1]);
+  wait_gone(plain, std::chrono::seconds(5));
+
+  EXPECT_EQ(0, dumpable_of(daemon)) << "the daemon is dumpable (PR_SET_DUMPABLE 0 missing or undone): "
+                                       "its memory, key included, can end up in a core dump";
+  // The daemon still serves after being asked.
+  EXPECT_TRUE(spit(mnt("k") + "/after-gdb", "still here"));
+  EXPECT_EQ("still here", slurp(mnt("k") + "/after-gdb"));
+}
+
+TEST_F(KeysTest, KnownKeyReachesNoFileArgumentEnvironmentOrLog) {
+  const auto key = sctest::test_key(41);
+  const std::string k = key_string(key);
+  const std::string id = make_volume("k", key);
+  ASSERT_FALSE(id.empty());
+  const pid_t daemon = lock_holder(backing("k"));
+  ASSERT_GT(daemon, 0);
+  // The key is in use (positive control for the searches below).
+  ASSERT_EQ(k, key_bytes(id)) << "the keyring does not hold the key given with --key-fd";
+
+  // Some data, so that the backing holds more than a header.
+  ASSERT_TRUE(spit(mnt("k") + "/file", std::string(100000, 'x')));
+  ASSERT_EQ(0, ::mkdir((mnt("k") + "/dir").c_str(), 0755));
+  ASSERT_TRUE(spit(mnt("k") + "/dir/small", "abc"));
+  ::sync();
+
+  const std::string proc = "/proc/" + std::to_string(daemon);
+  EXPECT_FALSE(holds_key(slurp(proc + "/cmdline"), k)) << "key in the daemon's command line";
+  EXPECT_FALSE(holds_key(slurp(proc + "/environ"), k)) << "key in the daemon's environment";
+  for (const auto& f : files_under(backing("k"))) {
+    EXPECT_FALSE(holds_key(slurp(f), k)) << "key bytes in backing file " << f;
+  }
+  for (const auto& f : files_under(run_dir_)) {
+    EXPECT_FALSE(holds_key(slurp(f), k)) << "key bytes in registry file " << f;
+  }
+  RunResult status = sc({"status", "--json"});
+  EXPECT_FALSE(holds_key(status.output, k)) << "key in status output";
+
+  RunResult wipe = sc({"wipe", "--wait", mnt("k")});
+  ASSERT_EQ(0, wipe.exit_code) << wipe.output;
+  EXPECT_FALSE(holds_key(wipe.output, k));
+  EXPECT_FALSE(holds_key(slurp(record_log_), k)) << "key bytes in the wipe record log";
+  for (const char* log : {"/var/log/syslog", "/var/log/messages", "/var/log/daemon.log"}) {
+    if (exists(log)) {
+      EXPECT_FALSE(holds_key(slurp(log), k)) << "key bytes in " << log;
+    }
+  }
+  // No file anywhere in the test's tree (backing root, mounts, log, registry).
+  for (const auto& f : files_under(root_)) {
+    EXPECT_FALSE(holds_key(slurp(f), k)) << "key bytes in " << f;
+  }
+}
+
+TEST_F(KeysTest, KeyringHoldsKeyForRootOnly) {
+  const auto key = sctest::test_key(42);
+  const std::string id = make_volume("k", key);
+  ASSERT_FALSE(id.empty());
+
+  const long serial = key_serial(id);
+  ASSERT_GT(serial, 0) << "no user key scratchcrypt:" << id << " in root's user keyring";
+  EXPECT_EQ(key_string(key), key_bytes(id));
+
+  char desc[512] = {};
+  ASSERT_GT(keyctl(KEYCTL_DESCRIBE, static_cast<unsigned long>(serial),
+                   reinterpret_cast<unsigned long>(desc), sizeof desc - 1),
+            0);
+  // "type;uid;gid;perm;description"
+  std::string d(desc);
+  std::vector<std::string> parts;
+  std::stringstream ss(d);
+  for (std::string part; std::getline(ss, part, ';');) parts.push_back(part);
+  ASSERT_EQ(5u, parts.size()) << d;
+  EXPECT_EQ("user", parts[0]);
+  EXPECT_EQ("0", parts[1]) << "key not owned by root: " << d;
+  EXPECT_EQ("scratchcrypt:" + id, parts[4]);
+  const unsigned long perm = std::strtoul(parts[3].c_str(), nullptr, 16);
+  EXPECT_EQ(0u, perm & 0xffffu) << "group/other may use the key: perm " << parts[3];
+
+  const long root_user_keyring =
+      keyctl(KEYCTL_GET_KEYRING_ID, static_cast<unsigned long>(KEY_SPEC_USER_KEYRING), 0);
+  ASSERT_GT(root_user_keyring, 0);
+  const std::string wanted = "scratchcrypt:" + id;
+
+  // A job user: cannot find it, read it, describe it, nor see it in /proc/keys.
+  auto as_job = [&](const std::function<long()>& fn) {
+    return sctest::as_user(sctest::kUserA, sctest::kGroupA, fn);
+  };
+  auto search_own = as_job([&] {
+    return keyctl(KEYCTL_SEARCH, static_cast<unsigned long>(KEY_SPEC_USER_KEYRING),
+                  reinterpret_cast<unsigned long>("user"), reinterpret_cast<unsigned long>(wanted.c_str()), 0);
+  });
+  EXPECT_EQ(-1, search_own.value) << "a job user found the volume key in its keyrings";
+  auto search_session = as_job([&] {
+    return keyctl(KEYCTL_SEARCH, static_cast<unsigned long>(KEY_SPEC_SESSION_KEYRING),
+                  reinterpret_cast<unsigned long>("user"), reinterpret_cast<unsigned long>(wanted.c_str()), 0);
+  });
+  EXPECT_EQ(-1, search_session.value) << "a job user found the volume key through its session keyring";
+  auto search_root = as_job([&] {
+    return keyctl(KEYCTL_SEARCH, static_cast<unsigned long>(root_user_keyring),
+                  reinterpret_cast<unsigned long>("user"), reinterpret_cast<unsigned long>(wanted.c_str()), 0);
+  });
+  EXPECT_EQ(-1, search_root.value) << "a job user searched root's user keyring";
+  auto read = as_job([&] {
+    static char buf[128];
+    return keyctl(KEYCTL_READ, static_cast<unsigned long>(serial), reinterpret_cast<unsigned long>(buf),
+                  sizeof buf);
+  });
+  EXPECT_EQ(-1, read.value) << "a job user read the volume key by its serial";
+  EXPECT_EQ(EACCES, read.err) << std::strerror(read.err);
+  auto describe = as_job([&] {
+    static char buf[256];
+    return keyctl(KEYCTL_DESCRIBE, static_cast<unsigned long>(serial), reinterpret_cast<unsigned long>(buf),
+                  sizeof buf);
+  });
+  EXPECT_EQ(-1, describe.value) << "a job user can describe the volume key";
+  auto listed = as_job([&]() -> long {
+    int fd = ::open("/proc/keys", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    static char buf[65536];
+    ssize_t total = 0, n;
+    while ((n = ::read(fd, buf + total, sizeof buf - 1 - static_cast<size_t>(total))) > 0) total += n;
+    ::close(fd);
+    buf[total] = '\0';
+    return std::strstr(buf, wanted.c_str()) != nullptr ? 1 : 0;
+  });
+  EXPECT_EQ(0, listed.value) << "a job user sees the volume key in /proc/keys";
+
+  // Clean unmount keeps it (for --recover), wipe destroys it.
+  RunResult um = sc({"umount", mnt("k")});
+  ASSERT_EQ(0, um.exit_code) << um.output;
+  EXPECT_GT(key_serial(id), 0) << "umount dropped the key: the volume cannot be recovered";
+  RunResult wipe = sc({"wipe", "--wait", backing("k")});
+  ASSERT_EQ(0, wipe.exit_code) << wipe.output;
+  EXPECT_EQ(-1, key_serial(id)) << "the key survived the wipe";
+}
+
+}  // namespace
+}  // namespace lctest
