@@ -1,0 +1,317 @@
+// `scratchcrypt wipe`: what a finished wipe leaves (nothing but a record),
+// refusals that touch nothing, and forced wipes that cut holders off.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <regex>
+#include <sstream>
+
+#include "tests/fs/test_util.h"
+#include "tests/lifecycle/lifecycle_util.h"
+
+namespace lctest {
+namespace {
+
+class WipeTest : public NodeTest {};
+
+std::string random_token() {
+  unsigned char b[8];
+  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  ssize_t n = ::read(fd, b, sizeof b);
+  ::close(fd);
+  EXPECT_EQ(8, n);
+  return hex(std::string(reinterpret_cast<char*>(b), sizeof b));
+}
+
+bool is_iso_time(const std::string& t) {
+  return std::regex_match(t, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"));
+}
+
+// Lines in the record log.
+size_t record_lines(const std::string& log) {
+  const std::string text = slurp(log);
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+TEST_F(WipeTest, LeavesNoMountDaemonKeyOrFileAndACompleteRecord) {
+  const std::string id = make_volume("w");
+  ASSERT_FALSE(id.empty());
+  const pid_t daemon = lock_holder(backing("w"));
+  ASSERT_GT(daemon, 0);
+  ASSERT_GT(key_serial(id), 0);
+
+  // Files with names that must never reach the record.
+  const std::string tag = "secretname" + random_token();
+  const std::vector<std::pair<std::string, size_t>> files = {
+      {tag + "-a.txt", 1000}, {tag + "-b.bin", 70001}, {tag + "-empty", 0},
+      {tag + "-dir/" + tag + "-inner", 4096 * 3 + 5}};
+  ASSERT_EQ(0, ::mkdir((mnt("w") + "/" + tag + "-dir").c_str(), 0755));
+  uint64_t written = 0;
+  for (const auto& [name, size] : files) {
+    ASSERT_TRUE(spit(mnt("w") + "/" + name, sctest::pattern(size, size)));
+    written += size;
+  }
+  // What the wipe will find in the backing: our files plus the volume's own.
+  uint64_t backing_files = 0, backing_bytes = 0;
+  for (const auto& f : files_under(backing("w"))) {
+    struct stat st;
+    ASSERT_EQ(0, ::lstat(f.c_str(), &st));
+    ++backing_files;
+    backing_bytes += static_cast<uint64_t>(st.st_size);
+  }
+  ASSERT_GE(backing_files, files.size());
+  // A copy of the ciphertext, as someone imaging the disk would keep it.
+  const std::string snapshot = root_ + "/snapshot";
+  sctest::RunResult cp = sctest::run({"/bin/cp", "-a", backing("w"), snapshot});
+  ASSERT_EQ(0, cp.exit_code) << cp.output;
+
+  RunResult wipe = sc({"wipe", "--wait", "--job", "job-17", mnt("w")});
+  ASSERT_EQ(0, wipe.exit_code) << wipe.output;
+
+  EXPECT_FALSE(is_mountpoint(mnt("w"))) << "still mounted";
+  EXPECT_TRUE(wait_gone(daemon, std::chrono::seconds(2))) << "daemon " << daemon << " still runs";
+  EXPECT_EQ(-1, key_serial(id)) << "key still in the keyring";
+  EXPECT_FALSE(exists(backing("w"))) << "backing directory still there";
+  for (const auto& f : files_under(backing_root_)) ADD_FAILURE() << "left in backing_root: " << f;
+  if (DIR* d = ::opendir(backing_root_.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      EXPECT_TRUE(std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0)
+          << "left in backing_root: " << e->d_name;
+    }
+    ::closedir(d);
+  }
+  auto status = status_of(id);
+  EXPECT_FALSE(status.has_value()) << "status still lists the wiped volume";
+
+  // The record: one complete JSON line, no name from inside the volume.
+  const std::string log = slurp(record_log_);
+  EXPECT_FALSE(contains(log, tag)) << "a file name from inside the volume is in the record: " << log;
+  auto recs = records();
+  ASSERT_EQ(1u, recs.size()) << log;
+  const Json& r = recs[0];
+  EXPECT_EQ("wipe", r.str("event"));
+  EXPECT_EQ(id, r.str("volume"));
+  EXPECT_EQ("job-17", r.str("job"));
+  EXPECT_TRUE(is_iso_time(r.str("started"))) << log;
+  EXPECT_TRUE(is_iso_time(r.str("crypto_erased"))) << log;
+  EXPECT_TRUE(is_iso_time(r.str("deletion_finished"))) << log;
+  EXPECT_LE(r.str("started"), r.str("crypto_erased"));
+  EXPECT_LE(r.str("crypto_erased"), r.str("deletion_finished"));
+  EXPECT_EQ(static_cast<double>(backing_files), r.num("files_removed")) << log;
+  EXPECT_EQ(static_cast<double>(backing_bytes), r.num("bytes_removed")) << log;
+  // Backing files are as long as their plaintext: the difference is the header.
+  EXPECT_GE(r.num("bytes_removed"), static_cast<double>(written));
+  EXPECT_LT(r.num("bytes_removed"), static_cast<double>(written) + 4096);
+  EXPECT_EQ("complete", r.str("outcome")) << log;
+  EXPECT_EQ(Json::kBool, r["verified"].type);
+  EXPECT_TRUE(r["verified"].boolean) << log;
+  EXPECT_TRUE(r["key_destroyed"].boolean) << log;
+  EXPECT_FALSE(r.has("error")) << log;
+
+  // No way back: not on the old path, not from a copy of the ciphertext.
+  ASSERT_EQ(0, ::mkdir(backing("w").c_str(), 0700));
+  RunResult again = sc({"mount", "--recover", backing("w"), mnt("w")});
+  EXPECT_EQ(4, again.exit_code) << again.output;
+  EXPECT_TRUE(contains(again.output, "not a scratchcrypt volume")) << again.output;
+  EXPECT_FALSE(is_mountpoint(mnt("w")));
+  RunResult copy = sc({"mount", "--recover", snapshot, mnt("w")});
+  EXPECT_EQ(4, copy.exit_code) << copy.output;
+  EXPECT_TRUE(contains(copy.output, "no key for volume " + id)) << copy.output;
+  EXPECT_FALSE(is_mountpoint(mnt("w")));
+}
+
+// A process that holds a file of the volume open and reads on request.
+struct Holder {
+  pid_t pid = -1;
+  int cmd = -1, result = -1;
+
+  struct Read {
+    long n = -2;
+    int err = 0;
+    char head[16] = {};
+  };
+
+  static Holder start(const std::string& path) {
+    int to[2], from[2];
+    Holder h;
+    if (::pipe(to) != 0 || ::pipe(from) != 0) return h;
+    h.pid = ::fork();
+    if (h.pid == 0) {
+      ::close(to[1]);
+      ::close(from[0]);
+      ::prctl(PR_SET_NAME, "sc-holder");
+      if (::chdir("/") != 0) _exit(1);
+      int fd = ::open(path.c_str(), O_RDONLY);
+      char c;
+      while (::read(to[0], &c, 1) == 1) {
+        Read r;
+        r.n = fd < 0 ? -3 : ::pread(fd, r.head, sizeof r.head, 0);
+        r.err = errno;
+        if (::write(from[1], &r, sizeof r) != sizeof r) break;
+      }
+      _exit(0);
+    }
+    ::close(to[0]);
+    ::close(from[1]);
+    h.cmd = to[1];
+    h.result = from[0];
+    return h;
+  }
+  Read read() {
+    Read r;
+    char c = 'r';
+    if (::write(cmd, &c, 1) != 1 || ::read(result, &r, sizeof r) != sizeof r) r.n = -4;
+    return r;
+  }
+  void stop() {
+    if (cmd >= 0) ::close(cmd);
+    if (result >= 0) ::close(result);
+    cmd = result = -1;
+    if (pid > 0) wait_gone(pid, std::chrono::seconds(5));
+    pid = -1;
+  }
+  ~Holder() { stop(); }
+};
+
+TEST_F(WipeTest, BusyIsRefusedAndForceCutsHoldersOff) {
+  const std::string id = make_volume("b");
+  ASSERT_FALSE(id.empty());
+  const std::string data = "holder-data-" + random_token();
+  ASSERT_TRUE(spit(mnt("b") + "/data", data + std::string(10000, 'z')));
+  Holder h = Holder::start(mnt("b") + "/data");
+  ASSERT_GT(h.pid, 0);
+  auto before = h.read();
+  ASSERT_EQ(16, before.n) << std::strerror(before.err);
+  ASSERT_EQ(data.substr(0, 16), std::string(before.head, 16));
+
+  const size_t lines = record_lines(record_log_);
+  RunResult busy = sc({"wipe", mnt("b")});
+  EXPECT_EQ(3, busy.exit_code) << busy.output;
+  EXPECT_TRUE(contains(busy.output, "pid " + std::to_string(h.pid))) << busy.output;
+  EXPECT_TRUE(contains(busy.output, "sc-holder")) << busy.output;
+  // Refused means untouched.
+  EXPECT_TRUE(is_mountpoint(mnt("b")));
+  EXPECT_GT(key_serial(id), 0);
+  EXPECT_EQ(data, slurp(mnt("b") + "/data").substr(0, data.size()));
+  EXPECT_EQ(lines, record_lines(record_log_));
+  EXPECT_EQ(16, h.read().n);
+
+  RunResult forced = sc({"wipe", "--force", "--wait", mnt("b")});
+  ASSERT_EQ(0, forced.exit_code) << forced.output;
+  auto after = h.read();
+  EXPECT_EQ(-1, after.n) << "the holder still reads after a forced wipe: '"
+                         << std::string(after.head, std::max(0L, std::min(after.n, 16L))) << "'";
+  EXPECT_TRUE(after.err == EIO || after.err == ENOTCONN) << std::strerror(after.err);
+  h.stop();
+
+  int err = 0;
+  std::string leftover = slurp(mnt("b") + "/data", &err);
+  EXPECT_TRUE(leftover.empty()) << "data readable after the wipe";
+  EXPECT_EQ(-1, key_serial(id));
+  EXPECT_FALSE(is_mountpoint(mnt("b")));
+  EXPECT_FALSE(exists(backing("b")));
+  auto rec = wait_record(id, std::chrono::seconds(1));
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_TRUE((*rec)["forced"].boolean);
+  EXPECT_EQ(1, rec->num("holders_cut_off"));
+  EXPECT_EQ("complete", rec->str("outcome"));
+}
+
+TEST_F(WipeTest, SecondWipeIsRefusedAndTouchesNothing) {
+  const std::string id = make_volume("d");
+  ASSERT_FALSE(id.empty());
+  RunResult first = sc({"wipe", "--wait", mnt("d")});
+  ASSERT_EQ(0, first.exit_code) << first.output;
+  const std::string log = slurp(record_log_);
+  // Something new in the old place (the next job's files) must survive.
+  ASSERT_TRUE(spit(mnt("d") + "/next-job-file", "keep me"));
+  for (const std::string& target : {mnt("d"), backing("d"), id}) {
+    RunResult second = sc({"wipe", "--wait", target});
+    EXPECT_EQ(4, second.exit_code) << target << ": " << second.output;
+    EXPECT_TRUE(contains(second.output, "not a scratchcrypt volume") ||
+                contains(second.output, "nothing left to wipe"))
+        << second.output;
+    EXPECT_TRUE(contains(second.output, "nothing was touched")) << second.output;
+  }
+  EXPECT_EQ("keep me", slurp(mnt("d") + "/next-job-file"));
+  EXPECT_EQ(log, slurp(record_log_)) << "a refused wipe wrote a record";
+}
+
+TEST_F(WipeTest, WrongTargetsAreRefusedAndTouchNothing) {
+  // A plain directory with files, outside and inside backing_root.
+  const std::string plain = root_ + "/plain";
+  const std::string ours = backing_root_ + "/not-a-volume";
+  for (const auto& dir : {plain, ours}) {
+    ASSERT_EQ(0, ::mkdir(dir.c_str(), 0755));
+    ASSERT_TRUE(spit(dir + "/a", "aaa"));
+    ASSERT_EQ(0, ::mkdir((dir + "/sub").c_str(), 0755));
+    ASSERT_TRUE(spit(dir + "/sub/b", "bbb"));
+  }
+  // A live volume stored outside backing_root.
+  const std::string out_b = root_ + "/elsewhere/backing", out_m = root_ + "/elsewhere/mnt";
+  ASSERT_EQ(0, ::mkdir((root_ + "/elsewhere").c_str(), 0755));
+  ASSERT_EQ(0, ::mkdir(out_b.c_str(), 0700));
+  ASSERT_EQ(0, ::mkdir(out_m.c_str(), 0755));
+  RunResult m = sc({"mount", out_b, out_m});
+  ASSERT_EQ(0, m.exit_code) << m.output;
+  std::string out_id;
+  {
+    std::istringstream in(slurp(out_b + "/.scratchcrypt-volume"));
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("id ", 0) == 0) out_id = line.substr(3);
+    }
+  }
+  ASSERT_FALSE(out_id.empty());
+  track(out_id);
+  ASSERT_TRUE(spit(out_m + "/precious", "precious data"));
+
+  struct stat etc_before;
+  ASSERT_EQ(0, ::stat("/etc/passwd", &etc_before));
+  const std::vector<std::string> targets = {"/etc", "/etc/", plain, plain + "/sub", ours, out_b, out_m,
+                                            root_ + "/does-not-exist", "/"};
+  for (const auto& target : targets) {
+    RunResult r = sc({"wipe", "--force", "--wait", target});
+    EXPECT_EQ(4, r.exit_code) << "wipe " << target << ": " << r.output;
+    EXPECT_FALSE(r.output.empty()) << "wipe " << target << " refused without a message";
+  }
+  RunResult outside = sc({"wipe", "--force", "--wait", out_m});
+  EXPECT_TRUE(contains(outside.output, "outside backing_root")) << outside.output;
+
+  struct stat etc_after;
+  ASSERT_EQ(0, ::stat("/etc/passwd", &etc_after));
+  EXPECT_EQ(etc_before.st_mtime, etc_after.st_mtime);
+  EXPECT_EQ(etc_before.st_ino, etc_after.st_ino);
+  for (const auto& dir : {plain, ours}) {
+    EXPECT_EQ("aaa", slurp(dir + "/a")) << dir;
+    EXPECT_EQ("bbb", slurp(dir + "/sub/b")) << dir;
+  }
+  EXPECT_TRUE(is_mountpoint(out_m));
+  EXPECT_EQ("precious data", slurp(out_m + "/precious"));
+  EXPECT_GT(key_serial(out_id), 0);
+  EXPECT_TRUE(exists(out_b + "/.scratchcrypt-volume"));
+  EXPECT_FALSE(exists(record_log_)) << "a refused wipe wrote a record: " << slurp(record_log_);
+
+  RunResult um = sc({"umount", out_m});
+  EXPECT_EQ(0, um.exit_code) << um.output;
+}
+
+TEST_F(WipeTest, ByVolumeId) {
+  // `wipe --help`: MOUNTPOINT|BACKING|VOLUME-ID.
+  const std::string id = make_volume("i");
+  ASSERT_FALSE(id.empty());
+  RunResult r = sc({"wipe", "--wait", id});
+  EXPECT_EQ(0, r.exit_code) << r.output;
+  EXPECT_FALSE(is_mountpoint(mnt("i")));
+  EXPECT_EQ(-1, key_serial(id));
+  EXPECT_FALSE(exists(backing("i")));
+}
+
+}  // namespace
+}  // namespace lctest
