@@ -891,6 +891,53 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------
+# h) a prologue that cannot mount: the job does not run, the node drains
+# ---------------------------------------------------------------------------------------
+test_h() {
+    local name=h-prolog-fail s id st reason i e
+    s=$J/$name.sh
+    printf '#!/bin/bash\necho "RAN SCRATCH=${SCRATCH:-<unset>}"\n' >"$s"
+    chmod 0644 "$s"
+    id=$(submit "$USER1" "$name" "$s" --hold) || { bad "sbatch failed"; verdict h "prologue failure"; return; }
+    # a plain file where the job's mount point has to go makes the prologue fail
+    mkdir -p "$MNT"
+    : >"$MNT/$id"
+    scontrol release "$id" >/dev/null 2>&1 || bad "scontrol release $id failed"
+    log "h: job $id submitted (its mount point is blocked by a file)"
+    if wait_drain 30; then
+        reason=$(node_reason)
+        log "h: node drained: State=$(node_field State) Reason=$reason"
+        case "$reason" in *[Pp]rolog*) ;; *) bad "drain reason '$reason' does not mention the prolog" ;; esac
+    else
+        bad "node did not drain after a failed prologue (State=$(node_field State), job $(job_field "$id" JobState))"
+    fi
+    for i in $(seq 1 20); do
+        st=$(job_field "$id" JobState)
+        [ "$st" != RUNNING ] && [ "$st" != CONFIGURING ] && break
+        sleep 0.25
+    done
+    log "h: job $id: State=$st Reason=$(job_field "$id" Reason)"
+    if [ -s "$J/$name.$id.out" ] && grep -q '^RAN' "$J/$name.$id.out"; then
+        bad "the job script ran although its prologue failed: $(cat "$J/$name.$id.out")"
+    fi
+    grep -q "\[$id\]: '.*' failed" "$HOOKLOG" || bad "prolog.sh did not log the failure of job $id"
+    scancel "$id" >/dev/null 2>&1 || true
+    wait_job_end "$id" 30 >/dev/null || true
+    rm -f "$MNT/$id"
+    case "$(node_field State)" in *DRAIN*) resume_node || bad "node did not resume" ;; esac
+    if is_mounted "$MNT/$id"; then bad "the failed prologue left $MNT/$id mounted"; fi
+    for e in $(backing_entries); do
+        if [ -n "$(find "$BACKING/$e" -mindepth 1 -print -quit 2>/dev/null)" ]; then
+            bad "the failed prologue left backing files in $BACKING/$e: $(ls -A "$BACKING/$e" | tr '\n' ' ')"
+        else
+            note "h: the failed prologue left an empty directory $BACKING/$e behind (removed by the test)"
+        fi
+        rm -rf "${BACKING:?}/$e"
+    done
+    verdict h "a prologue that cannot mount keeps the job from running and drains the node"
+}
+
+# ---------------------------------------------------------------------------------------
 # g) epilog of a job that never got a volume succeeds; a job still runs at the end
 # ---------------------------------------------------------------------------------------
 test_g() {
@@ -915,6 +962,7 @@ test_c
 test_d
 test_e
 test_f
+test_h
 test_g
 
 echo "$PASSED passed, $FAILED failed"
