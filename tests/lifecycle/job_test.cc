@@ -1,0 +1,359 @@
+// The scheduler's side: prologue/epilogue from options and from Slurm's
+// environment, refusals (bad job id, bad configuration), the size limit, and
+// how fast a node is ready for the next job after a big volume is wiped.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <csignal>
+#include <sstream>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "tests/fs/test_util.h"
+#include "tests/lifecycle/lifecycle_util.h"
+
+namespace lctest {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+class JobTest : public NodeTest {
+ protected:
+  std::string volume_id_at(const std::string& backing_dir) {
+    std::istringstream in(slurp(backing_dir + "/.scratchcrypt-volume"));
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("id ", 0) == 0) return line.substr(3);
+    }
+    return "";
+  }
+  // Checks the job's mount: where, whose, which mode, who may enter.
+  void expect_job_mount(const std::string& job, uid_t uid, gid_t gid) {
+    const std::string path = mount_root_ + "/" + job;
+    EXPECT_TRUE(is_mountpoint(path)) << path;
+    struct stat st;
+    ASSERT_EQ(0, ::stat(path.c_str(), &st)) << std::strerror(errno);
+    EXPECT_EQ(uid, st.st_uid);
+    EXPECT_EQ(gid, st.st_gid);
+    EXPECT_EQ(0700u, st.st_mode & 07777) << std::oct << st.st_mode;
+    const std::string file = path + "/mine";
+    auto owner = sctest::as_user(uid, gid, [&]() -> long {
+      int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+      if (fd < 0) return -1;
+      long ok = ::write(fd, "job data", 8);
+      ::close(fd);
+      return ok;
+    });
+    EXPECT_EQ(8, owner.value) << "the job's user cannot write its scratch: " << std::strerror(owner.err);
+    const uid_t other = uid == sctest::kUserB ? sctest::kUserA : sctest::kUserB;
+    auto stranger = sctest::as_user(other, other, [&]() -> long { return ::open(path.c_str(), O_RDONLY | O_DIRECTORY); });
+    EXPECT_EQ(-1, stranger.value) << "another user opened the job's scratch";
+    EXPECT_EQ(EACCES, stranger.err) << std::strerror(stranger.err);
+    auto stranger_file = sctest::as_user(other, other, [&]() -> long { return ::open(file.c_str(), O_RDONLY); });
+    EXPECT_EQ(-1, stranger_file.value) << "another user read a file of the job's scratch";
+  }
+};
+
+TEST_F(JobTest, PrologueAndEpilogueWithExplicitOptions) {
+  RunResult pro = sc({"prologue", "--job", "1234", "--uid", "60001", "--gid", "60002"});
+  ASSERT_EQ(0, pro.exit_code) << pro.output;
+  EXPECT_TRUE(contains(pro.output, "SCRATCH=" + mount_root_ + "/1234\n")) << pro.output;
+  expect_job_mount("1234", 60001, 60002);
+  const std::string id = volume_id_at(backing("1234"));
+  ASSERT_FALSE(id.empty());
+  track(id);
+  EXPECT_GT(key_serial(id), 0);
+  auto st = status_of(id);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ("1234", st->str("job"));
+  EXPECT_EQ(60001, st->num("uid"));
+
+  // A second prologue for the same job is a no-op that prints the same path.
+  RunResult again = sc({"prologue", "--job", "1234", "--uid", "60001", "--gid", "60002"});
+  EXPECT_EQ(0, again.exit_code) << again.output;
+  EXPECT_TRUE(contains(again.output, "SCRATCH=" + mount_root_ + "/1234")) << again.output;
+  EXPECT_EQ(id, volume_id_at(backing("1234")));
+
+  RunResult epi = sc({"epilogue", "--job", "1234"});
+  ASSERT_EQ(0, epi.exit_code) << epi.output;
+  EXPECT_FALSE(is_mountpoint(mount_root_ + "/1234"));
+  EXPECT_FALSE(exists(mount_root_ + "/1234")) << "epilogue left the mount point directory";
+  EXPECT_EQ(-1, key_serial(id));
+  auto rec = wait_record(id, 10s);
+  ASSERT_TRUE(rec.has_value()) << "epilogue wrote no record";
+  EXPECT_EQ("1234", rec->str("job"));
+  EXPECT_EQ(60001, rec->num("uid"));
+  EXPECT_EQ("complete", rec->str("outcome"));
+  EXPECT_TRUE((*rec)["verified"].boolean);
+  EXPECT_FALSE(rec->str("deletion_finished").empty());
+  EXPECT_FALSE(exists(backing("1234")));
+}
+
+TEST_F(JobTest, PrologueAndEpilogueFromSlurmEnvironment) {
+  RunResult pro = run_env({"prologue"}, {"SLURM_JOB_ID=777", "SLURM_JOB_UID=60002", "SLURM_JOB_GID=60001"});
+  ASSERT_EQ(0, pro.exit_code) << pro.output;
+  EXPECT_TRUE(contains(pro.output, "SCRATCH=" + mount_root_ + "/777\n")) << pro.output;
+  expect_job_mount("777", 60002, 60001);
+  const std::string id = volume_id_at(backing("777"));
+  ASSERT_FALSE(id.empty());
+  track(id);
+
+  // A job that is still running something in its scratch at the end.
+  pid_t straggler = ::fork();
+  if (straggler == 0) {
+    if (::chdir((mount_root_ + "/777").c_str()) != 0) _exit(1);
+    ::pause();
+    _exit(0);
+  }
+  std::this_thread::sleep_for(50ms);
+  RunResult epi = run_env({"epilogue"}, {"SLURM_JOB_ID=777"});
+  ASSERT_EQ(0, epi.exit_code) << epi.output;
+  EXPECT_FALSE(is_mountpoint(mount_root_ + "/777"));
+  EXPECT_EQ(-1, key_serial(id));
+  auto rec = wait_record(id, 10s);
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ("777", rec->str("job"));
+  EXPECT_TRUE((*rec)["forced"].boolean);
+  EXPECT_EQ("complete", rec->str("outcome"));
+  ::kill(straggler, SIGKILL);
+  wait_gone(straggler, 5s);
+}
+
+TEST_F(JobTest, EpilogueOfAJobWithoutVolumeSucceeds) {
+  RunResult epi = sc({"epilogue", "--job", "4242"});
+  EXPECT_EQ(0, epi.exit_code) << epi.output;
+  RunResult env = run_env({"epilogue"}, {"SLURM_JOB_ID=4243"});
+  EXPECT_EQ(0, env.exit_code) << env.output;
+  EXPECT_FALSE(exists(record_log_)) << "a record for a job that had no volume";
+}
+
+TEST_F(JobTest, BadJobIdsAreRefused) {
+  for (const std::string& job : std::vector<std::string>{"../x", "..", ".", "a/b", "/etc", "x y", std::string(65, 'j')}) {
+    RunResult pro = sc({"prologue", "--job", job, "--uid", "60001", "--gid", "60001"});
+    EXPECT_EQ(2, pro.exit_code) << "prologue --job '" << job << "': " << pro.output;
+    EXPECT_TRUE(contains(pro.output, "job id")) << pro.output;
+    RunResult epi = sc({"epilogue", "--job", job});
+    EXPECT_EQ(2, epi.exit_code) << "epilogue --job '" << job << "': " << epi.output;
+  }
+  RunResult env = run_env({"prologue"}, {"SLURM_JOB_ID=../x", "SLURM_JOB_UID=60001", "SLURM_JOB_GID=60001"});
+  EXPECT_EQ(2, env.exit_code) << env.output;
+  EXPECT_FALSE(exists(root_ + "/x"));
+  EXPECT_FALSE(exists("/etc/.scratchcrypt-volume"));
+  EXPECT_TRUE(sctest::run({"/bin/rmdir", mount_root_}).exit_code == 0) << "something was created in mount_root";
+  ASSERT_EQ(0, ::mkdir(mount_root_.c_str(), 0755));
+  for (const auto& f : files_under(backing_root_)) ADD_FAILURE() << "created: " << f;
+}
+
+TEST_F(JobTest, BadConfigurationIsRejectedWithFileAndLine) {
+  const std::string scratch = root_ + "/bad-scratch";
+  struct Case {
+    std::string text;
+    int line;
+  };
+  const std::vector<Case> cases = {
+      {"backing_root = " + backing_root_ + "\nmount_root = " + scratch + "\nthis line is bad\n", 3},
+      {"# comment\nbacking_root = " + backing_root_ + "\nmount_root = " + scratch + "\nsize_limt = 1G\n", 4},
+      {"backing_root = " + backing_root_ + "\nsize_limit = lots\nmount_root = " + scratch + "\n", 2},
+      {"mount_root = relative/path\n", 1},
+      {"backing_root = " + backing_root_ + "\nmount_root = " + scratch + "\nmode = shared\n", 3},
+  };
+  const std::string conf = root_ + "/bad.conf";
+  for (const auto& c : cases) {
+    ASSERT_TRUE(spit(conf, c.text));
+    RunResult pro = sc({"prologue", "--config", conf, "--job", "5", "--uid", "60001", "--gid", "60001"});
+    EXPECT_EQ(2, pro.exit_code) << c.text << pro.output;
+    EXPECT_TRUE(contains(pro.output, conf + ":" + std::to_string(c.line))) << c.text << "\n" << pro.output;
+    RunResult env = run_env({"prologue", "--job", "5", "--uid", "60001", "--gid", "60001"},
+                            {"SCRATCHCRYPT_CONFIG=" + conf});
+    EXPECT_EQ(2, env.exit_code) << env.output;
+    RunResult epi = sc({"epilogue", "--config", conf, "--job", "5"});
+    EXPECT_EQ(2, epi.exit_code) << epi.output;
+    EXPECT_FALSE(exists(scratch)) << "something was made for a rejected configuration";
+    EXPECT_FALSE(is_mountpoint(scratch + "/5"));
+    EXPECT_TRUE(files_under(backing_root_).empty());
+  }
+}
+
+TEST_F(JobTest, SizeLimitGivesEnospcAndShowsInDf) {
+  ASSERT_TRUE(spit(config_, "backing_root = " + backing_root_ + "\nmount_root = " + mount_root_ +
+                                "\nrecord_log = " + record_log_ + "\nsize_limit = 8M\n"));
+  RunResult pro = sc({"prologue", "--job", "sz", "--uid", "60001", "--gid", "60001"});
+  ASSERT_EQ(0, pro.exit_code) << pro.output;
+  const std::string path = mount_root_ + "/sz";
+  track(volume_id_at(backing("sz")));
+
+  struct statvfs vfs;
+  ASSERT_EQ(0, ::statvfs(path.c_str(), &vfs));
+  EXPECT_EQ(uint64_t{8} << 20, uint64_t{vfs.f_blocks} * vfs.f_frsize);
+  RunResult df = sctest::run({"/bin/df", "-B1", "--output=size", path});
+  ASSERT_EQ(0, df.exit_code) << df.output;
+  EXPECT_TRUE(contains(df.output, std::to_string(8 << 20))) << df.output;
+
+  int fd = ::open((path + "/fill").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const std::string chunk(64 << 10, 'f');
+  uint64_t written = 0;
+  int err = 0;
+  while (written < (uint64_t{16} << 20)) {
+    ssize_t n = ::write(fd, chunk.data(), chunk.size());
+    if (n < 0) {
+      err = errno;
+      break;
+    }
+    written += static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+  EXPECT_EQ(ENOSPC, err) << "wrote " << written << " bytes past an 8 MiB limit: " << std::strerror(err);
+  EXPECT_LE(written, uint64_t{8} << 20);
+  EXPECT_GE(written, uint64_t{7} << 20) << "the limit cut in far too early";
+  ASSERT_EQ(0, ::statvfs(path.c_str(), &vfs));
+  EXPECT_LT(uint64_t{vfs.f_bavail} * vfs.f_frsize, uint64_t{1} << 20) << "df shows space left when full";
+  // Space comes back when the file goes.
+  ASSERT_EQ(0, ::unlink((path + "/fill").c_str()));
+  EXPECT_TRUE(spit(path + "/again", std::string(1 << 20, 'a')));
+
+  RunResult epi = sc({"epilogue", "--job", "sz"});
+  EXPECT_EQ(0, epi.exit_code) << epi.output;
+}
+
+// A job may create more files than the descriptor limit the prologue ran
+// with (Slurm prologs and systemd services often start at a soft limit of
+// 1024): the daemon must not run out of descriptors on the job.
+TEST_F(JobTest, ManyFilesUnderALowInheritedDescriptorLimit) {
+  struct rlimit lim;
+  ASSERT_EQ(0, ::getrlimit(RLIMIT_NOFILE, &lim));
+  if (lim.rlim_max < 8192) GTEST_SKIP() << "hard descriptor limit too low to test: " << lim.rlim_max;
+  RunResult pro = sctest::run({"/usr/bin/prlimit", "--nofile=1024:" + std::to_string(lim.rlim_max),
+                               sctest::scratchcrypt_bin(), "prologue", "--job", "fds", "--uid", "60001", "--gid", "60001"});
+  ASSERT_EQ(0, pro.exit_code) << pro.output;
+  const std::string path = mount_root_ + "/fds";
+  track(volume_id_at(backing("fds")));
+  constexpr int kFiles = 3000;
+  int failed_at = -1, err = 0;
+  for (int i = 0; i < kFiles && failed_at < 0; ++i) {
+    const std::string name = path + "/f" + std::to_string(i);
+    int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      failed_at = i;
+      err = errno;
+    } else {
+      ::close(fd);
+    }
+  }
+  EXPECT_EQ(-1, failed_at) << "creating file " << failed_at << " of " << kFiles << " failed: " << std::strerror(err)
+                           << " (the daemon keeps a descriptor per known inode and kept the inherited soft "
+                              "limit of 1024)";
+  RunResult epi = sc({"epilogue", "--job", "fds"});
+  EXPECT_EQ(0, epi.exit_code) << epi.output;
+}
+
+// The next job can start (volume mounted on the same paths) almost at once
+// after a big volume is wiped: crypto-erase is synchronous, deletion is not.
+TEST_F(JobTest, NewVolumeSoonAfterWipingManyFiles) {
+  const char* want_env = std::getenv("LIFECYCLE_FILES");
+  const long want = want_env != nullptr ? std::atol(want_env) : 100000;
+  const auto budget = 45s;
+
+  RunResult pro = sc({"prologue", "--job", "big", "--uid", "60001", "--gid", "60001"});
+  ASSERT_EQ(0, pro.exit_code) << pro.output;
+  const std::string path = mount_root_ + "/big";
+  const std::string old_id = volume_id_at(backing("big"));
+  ASSERT_FALSE(old_id.empty());
+  track(old_id);
+
+  // Create the files (two threads, 1000 per directory) until `want` or the
+  // time budget.
+  const auto start = Clock::now();
+  std::atomic<long> made{0};
+  std::atomic<bool> out_of_time{false};
+  std::mutex error_mu;
+  std::string error;
+  constexpr long kPerDir = 1000;
+  const long dirs = (want + kPerDir - 1) / kPerDir;
+  auto worker = [&](long first_dir, long step) {
+    for (long d = first_dir; d < dirs && error.empty() && !out_of_time; d += step) {
+      const std::string dir = path + "/d" + std::to_string(d);
+      int dfd = -1;
+      if (::mkdir(dir.c_str(), 0700) != 0 || (dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        std::lock_guard lock(error_mu);
+        error = "mkdir/open " + dir + ": " + std::strerror(errno);
+        return;
+      }
+      for (long i = 0; i < kPerDir && d * kPerDir + i < want; ++i) {
+        char name[32];
+        std::snprintf(name, sizeof name, "f%ld", i);
+        int fd = ::openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || ::write(fd, name, 4) != 4) {
+          std::lock_guard lock(error_mu);
+          error = dir + "/" + name + ": " + std::strerror(errno);
+          break;
+        }
+        ::close(fd);
+        ++made;
+        if ((i & 63) == 0 && Clock::now() - start > budget) {
+          out_of_time = true;
+          break;
+        }
+      }
+      ::close(dfd);
+    }
+  };
+  std::thread t1(worker, 0, 2), t2(worker, 1, 2);
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(error.empty()) << "creating files failed: " << error;
+  const double create_s = std::chrono::duration<double>(Clock::now() - start).count();
+  std::printf("[   INFO   ] created %ld files through the mount in %.1f s (%.0f files/s)%s\n", made.load(),
+              create_s, made / create_s, made < want ? " (time budget reached)" : "");
+  ASSERT_GE(made.load(), std::min(want, 1000L));
+
+  const auto wipe_start = Clock::now();
+  RunResult epi = sc({"epilogue", "--job", "big"});
+  const auto wiped = Clock::now();
+  RunResult next = sc({"prologue", "--job", "big", "--uid", "60002", "--gid", "60002"});
+  const auto ready = Clock::now();
+  ASSERT_EQ(0, epi.exit_code) << epi.output;
+  ASSERT_EQ(0, next.exit_code) << next.output;
+  const double total = std::chrono::duration<double>(ready - wipe_start).count();
+  std::printf("[   INFO   ] wipe of %ld files to next volume mounted: %.3f s (epilogue %.3f s, prologue %.3f s)\n",
+              made.load(), total, std::chrono::duration<double>(wiped - wipe_start).count(),
+              std::chrono::duration<double>(ready - wiped).count());
+  EXPECT_LT(total, 3.0) << "goal: under 1 s";
+
+  const std::string new_id = volume_id_at(backing("big"));
+  track(new_id);
+  EXPECT_NE(old_id, new_id);
+  EXPECT_EQ(-1, key_serial(old_id));
+  expect_job_mount("big", 60002, 60002);
+  EXPECT_FALSE(exists(path + "/d0")) << "the new volume shows the old files";
+
+  auto rec = wait_record(old_id, 60s);
+  ASSERT_TRUE(rec.has_value()) << "no record of the old volume's deletion within 60 s";
+  const double delete_s = std::chrono::duration<double>(Clock::now() - wipe_start).count();
+  std::printf("[   INFO   ] deletion finished (record written) %.1f s after the wipe started\n", delete_s);
+  EXPECT_FALSE(rec->str("deletion_finished").empty());
+  EXPECT_EQ("complete", rec->str("outcome")) << slurp(record_log_);
+  EXPECT_TRUE((*rec)["verified"].boolean);
+  EXPECT_GE(rec->num("files_removed"), static_cast<double>(made.load()));
+  EXPECT_GE(rec->num("bytes_removed"), static_cast<double>(made.load() * 4));
+  // Nothing of the old volume left beside the new one.
+  if (DIR* d = ::opendir(backing_root_.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      EXPECT_TRUE(name == "." || name == ".." || name == "big") << "left in backing_root: " << name;
+    }
+    ::closedir(d);
+  }
+  RunResult end = sc({"epilogue", "--job", "big"});
+  EXPECT_EQ(0, end.exit_code) << end.output;
+}
+
+}  // namespace
+}  // namespace lctest
