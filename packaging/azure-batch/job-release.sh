@@ -1,0 +1,18 @@
+#!/bin/bash
+# scratchcrypt Azure Batch job release task. DOCUMENTED EXAMPLE, NOT TESTED ON AZURE.
+#
+# Job release task (runs on every node that ran the job preparation task, when the
+# job is terminated or deleted), elevated:
+#   commandLine:  /usr/lib/scratchcrypt/azure-batch/job-release.sh
+#   userIdentity: autoUser, scope pool, elevationLevel admin
+#
+# Wipes the job's volume: cuts off processes still using it, destroys the key,
+# deletes the ciphertext, appends a wipe record. Exits non-zero when the wipe could
+# not complete. Azure Batch does not take a node out of service for a failed job
+# release task: watch the job's jobReleaseTaskExecutionInfo (exit code) and reboot,
+# reimage or remove such a node (a reboot clears the keyring; the start task's sweep
+# then deletes the ciphertext).
+set -euo pipefail
+
+job=${AZ_BATCH_JOB_ID:?AZ_BATCH_JOB_ID is not set: run this as a job release task}
+exec /usr/sbin/scratchcrypt epilogue --job "$job" </dev/null

@@ -1,0 +1,84 @@
+#!/bin/bash
+# scratchcrypt Azure Batch start task. DOCUMENTED EXAMPLE, NOT TESTED ON AZURE.
+#
+# Pool start task (runs at every node start, reboot and reimage), elevated:
+#   commandLine:   /bin/bash -c 'bash "$AZ_BATCH_NODE_STARTUP_DIR/wd/start-task.sh"'
+#   resourceFiles: start-task.sh and scratchcrypt_0.1.0_amd64.deb
+#   userIdentity:  autoUser, scope pool, elevationLevel admin
+#   waitForSuccess: true   (a node whose start task failed gets no tasks)
+#
+# It installs the package, points backing_root at the VM's local temporary disk,
+# ends whatever volumes an earlier boot left (`scratchcrypt sweep`) and, in node
+# mode, mounts the node's volume. Settings, all optional, from the start task's
+# environmentSettings:
+#   SCRATCHCRYPT_DEB           the .deb (default: the one in $AZ_BATCH_NODE_STARTUP_DIR/wd)
+#   SCRATCHCRYPT_BACKING_ROOT  default: scratchcrypt/backing on the temporary disk
+#                              (/mnt/resource or /mnt, whichever is a mount point)
+#   SCRATCHCRYPT_MOUNT_ROOT    default: /scratch
+#   SCRATCHCRYPT_SIZE_LIMIT    default: 0 (no limit)
+#   SCRATCHCRYPT_MODE          per-job (default) or node
+#   SCRATCHCRYPT_NODE_USER     node mode: owner of the node volume (default: root)
+set -euo pipefail
+
+log() { echo "scratchcrypt start task: $*"; }
+
+deb=${SCRATCHCRYPT_DEB:-}
+if [ -z "$deb" ]; then
+    for candidate in "${AZ_BATCH_NODE_STARTUP_DIR:-.}"/wd/scratchcrypt_*.deb; do
+        [ -f "$candidate" ] && deb=$candidate  # the last in glob order
+    done
+fi
+if [ -z "$deb" ] || [ ! -f "$deb" ]; then
+    log "no scratchcrypt .deb found (set SCRATCHCRYPT_DEB)"
+    exit 1
+fi
+
+# Install (apt-get pulls fuse3, libfuse3-3, libsodium23, libssl3). Another apt on a
+# fresh VM (unattended-upgrades, cloud-init) may hold the lock for a while.
+export DEBIAN_FRONTEND=noninteractive
+for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    if apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=120 "$(readlink -f "$deb")"; then
+        break
+    fi
+    [ "$attempt" -eq 10 ] && { log "apt-get install failed"; exit 1; }
+    sleep 30
+done
+
+# The configuration: the shipped file with the settings above filled in.
+conf=/etc/scratchcrypt/scratchcrypt.conf
+backing=${SCRATCHCRYPT_BACKING_ROOT:-}
+if [ -z "$backing" ]; then
+    for disk in /mnt/resource /mnt; do
+        if mountpoint -q "$disk"; then backing=$disk/scratchcrypt/backing; break; fi
+    done
+fi
+set_key() {  # set_key KEY VALUE: replace the `KEY = ...` line of the config
+    sed -i "s|^[#[:space:]]*$1[[:space:]]*=.*|$1 = $2|" "$conf"
+    grep -q "^$1 = " "$conf" || echo "$1 = $2" >>"$conf"
+}
+[ -n "$backing" ] && set_key backing_root "$backing"
+[ -n "${SCRATCHCRYPT_MOUNT_ROOT:-}" ] && set_key mount_root "$SCRATCHCRYPT_MOUNT_ROOT"
+[ -n "${SCRATCHCRYPT_SIZE_LIMIT:-}" ] && set_key size_limit "$SCRATCHCRYPT_SIZE_LIMIT"
+[ -n "${SCRATCHCRYPT_MODE:-}" ] && set_key mode "$SCRATCHCRYPT_MODE"
+scratchcrypt config  # validates the file and shows it in the start task's stdout
+
+# Mount root traversable by the job users; the per-job directories are 0700.
+mount_root=$(scratchcrypt config mount_root)
+mkdir -p "$mount_root"
+chmod 0755 "$mount_root"
+
+# End what an earlier boot left behind (a reimage starts with an empty disk; a
+# reboot keeps the disk but not the keyring, so those volumes are unreadable).
+scratchcrypt sweep
+
+if [ "$(scratchcrypt config mode)" = node ]; then
+    echo "SCRATCHCRYPT_NODE_ARGS=\"--uid ${SCRATCHCRYPT_NODE_USER:-root}\"" >/etc/default/scratchcrypt
+    if [ -d /run/systemd/system ]; then
+        systemctl enable scratchcrypt-node.service
+        systemctl restart scratchcrypt-node.service
+    else
+        scratchcrypt prologue --job node --uid "${SCRATCHCRYPT_NODE_USER:-root}"
+    fi
+fi
+scratchcrypt status
+log "ready"
