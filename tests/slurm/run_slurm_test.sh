@@ -14,6 +14,8 @@
 #   f) scratchcrypt's own epilogue fails (backing file made immutable) -> node drains
 #   g) a prologue that cannot mount keeps the job from running and drains the node
 #   h) the epilog of a job without a volume succeeds; the node still runs jobs at the end
+#   i) every wipe finished: a record line per job, no ciphertext left in backing_root
+#      (scratchcrypt deletes the ciphertext in the background after the key is gone)
 #
 # Usage (as root):  bash tests/slurm/run_slurm_test.sh
 # Environment:
@@ -158,6 +160,19 @@ volume_key_name() {
     awk -v m="$1" '$2 == m && $1 ~ /^scratchcrypt:/ { print $1 }' /proc/mounts | head -1 || true
 }
 
+# wipe_leftovers DIR: wipe (key included) the scratchcrypt volumes still mounted under
+# the test directory DIR, with that run's own binary and config
+wipe_leftovers() {
+    local d=$1 m
+    [ -x "$d/bin/scratchcrypt" ] && [ -f "$d/etc/scratchcrypt.conf" ] || return 0
+    for m in $(mounts_under "$d"); do
+        [ -n "$(volume_key_name "$m")" ] || continue
+        log "wiping leftover volume $m"
+        SCRATCHCRYPT_CONFIG=$d/etc/scratchcrypt.conf timeout 30 \
+            "$d/bin/scratchcrypt" wipe --force "$m" >/dev/null 2>&1 || true
+    done
+}
+
 unmount_under() {
     local d=$1 m
     for m in $(mounts_under "$d"); do
@@ -181,6 +196,7 @@ stop_pidfile() {  # stop_pidfile FILE: TERM the daemon whose pid is in FILE
 for old in "$TMP_BASE/$DIR_PREFIX"*; do
     [ -d "$old" ] && [ -f "$old/.scratchcrypt-slurm-test" ] || continue
     log "cleaning up an earlier run: $old"
+    wipe_leftovers "$old"
     unmount_under "$old"
     kill_marked "$old"
     unmount_under "$old"
@@ -215,13 +231,7 @@ cleanup() {
         stop_pidfile "$T/run/slurmctld.pid"
         log "cleanup: unmounting, stopping munged and leftover processes"
         # volumes a failed run left mounted: wipe them properly first (key included)
-        for m in $(mounts_under "$T"); do
-            if [ -n "$(volume_key_name "$m")" ] && [ -x "$T/bin/scratchcrypt" ]; then
-                log "cleanup: wiping leftover volume $m"
-                SCRATCHCRYPT_CONFIG=$T/etc/scratchcrypt.conf timeout 30 \
-                    "$T/bin/scratchcrypt" wipe --force "$m" >/dev/null 2>&1
-            fi
-        done
+        wipe_leftovers "$T"
         unmount_under "$T"
         kill_marked "$T"
         unmount_under "$T"
@@ -505,43 +515,40 @@ check_key_gone() {   # check_key_gone ID KEYNAME
     fi
 }
 
+# volume_leftovers VOLID ENTRIES: what is left in backing_root of one volume: its
+# original ENTRIES and anything whose name carries its volume id (.wiped-<id>)
+volume_leftovers() {
+    local volid=$1 entries=$2 e
+    for e in $entries; do [ -e "$BACKING/$e" ] && echo "$e"; done
+    if [ -n "$volid" ]; then ls -A "$BACKING" 2>/dev/null | grep -F -- "$volid" || true; fi
+}
+
 backing_entries() { ls -A "$BACKING" 2>/dev/null | sort || true; }
 
-record_has_job() {   # a JSON line naming the job id in the record log
-    [ -f "$RECORD" ] && grep -Eq "\"job(_?id)?\"[[:space:]]*:[[:space:]]*\"?$1\"?[[:space:]]*[,}]" "$RECORD"
+record_line() {   # the last JSON line naming job $1 in the record log
+    [ -f "$RECORD" ] || return 0
+    grep -E "\"job(_?id)?\"[[:space:]]*:[[:space:]]*\"?$1\"?[[:space:]]*[,}]" "$RECORD" | tail -n 1 || true
 }
+record_has_job() { [ -n "$(record_line "$1")" ]; }
 
 NOTES=()
 note() { NOTES+=("$*"); echo "NOTE $*"; }
 
-# check_wiped ID ENTRIES: the volume of job ID is gone everywhere. The mount must be
-# gone when the epilog has returned; the ciphertext may be deleted in the background
-# (scratchcrypt wipe renames the backing aside and deletes it), so the record line and
-# an empty backing_root are awaited for up to WIPE_TIMEOUT seconds. Call it only when
-# no other job is running (backing_root must end up empty).
-WIPE_TIMEOUT=30
+# check_wiped ID ENTRIES [KEYNAME]: right after the epilog, the volume of job ID must
+# be unmounted, its mount point and its backing ENTRIES gone from their places and its
+# key out of the keyring. scratchcrypt deletes the renamed-aside ciphertext and writes
+# the record line in the background, so those are checked for all jobs together at
+# the end (case i); check_wiped queues the job for that.
+DEFERRED=()          # "case:jobid:expected outcome" for the final check
 check_wiped() {
-    local id=$1 before_entries=$2 e end t0 left
+    local id=$1 entries=$2 keyname=${3:-} e
     if is_mounted "$MNT/$id"; then bad "job $id: $MNT/$id is still mounted after the epilog"; fi
     if [ -e "$MNT/$id" ]; then bad "job $id: mount point $MNT/$id still exists after the epilog"; fi
-    for e in $before_entries; do
+    for e in $entries; do
         if [ -e "$BACKING/$e" ]; then bad "job $id: backing entry $BACKING/$e still exists after the epilog"; fi
     done
-    t0=$(date +%s)
-    end=$(( t0 + WIPE_TIMEOUT ))
-    while [ "$(date +%s)" -lt "$end" ]; do
-        record_has_job "$id" && [ -z "$(backing_entries)" ] && break
-        sleep 0.25
-    done
-    if ! record_has_job "$id"; then
-        bad "job $id: no record line for the job in $RECORD within ${WIPE_TIMEOUT}s ($(tail -n 1 "$RECORD" 2>/dev/null))"
-    fi
-    left=$(backing_entries | tr '\n' ' ')
-    if [ -n "$left" ]; then
-        bad "job $id: backing_root still holds '$left' ${WIPE_TIMEOUT}s after the job"
-    elif [ $(( $(date +%s) - t0 )) -ge 2 ]; then
-        note "job $id: ciphertext deletion / record finished $(( $(date +%s) - t0 ))s after the epilog returned"
-    fi
+    check_key_gone "$id" "$keyname"
+    DEFERRED+=("${CASE:-?}:$id:${EXPECT_OUTCOME:-complete}")
 }
 
 # The common job preamble: report what the job sees, then optionally wait for the
@@ -610,8 +617,7 @@ EOF
     grep -qx MKDIR_OK <<<"$out" || bad "mkdir -p / nested write failed"
     grep -qx "STEP_SCRATCH=$MNT/$id" <<<"$out" || bad "srun step did not get SCRATCH ($(grep -i 'step_scratch\|srun' <<<"$out" | head -2 | tr '\n' ' '))"
     grep -qx DONE <<<"$out" || bad "job did not finish its script"
-    check_wiped "$id" "$new"
-    check_key_gone "$id" "$keyname"
+    check_wiped "$id" "$new" "$keyname"
     if [ "${#REASONS[@]}" -ne 0 ]; then REASONS+=("job output: $(tr '\n' '|' <<<"$out")"); fi
     verdict a "job writes to \$SCRATCH; after it ends the volume is wiped and recorded"
 }
@@ -724,8 +730,7 @@ EOF
         note "c: the background holder (pid $bgpid) was cut off but not killed by the epilogue"
         kill -KILL "$bgpid" 2>/dev/null || true
     fi
-    check_wiped "$id" "$new"
-    check_key_gone "$id" "$keyname"
+    check_wiped "$id" "$new" "$keyname"
     if [ "${#REASONS[@]}" -ne 0 ]; then REASONS+=("job output: $(tr '\n' '|' <<<"$out")"); fi
     verdict c "a job that leaves a setsid/nohup process holding a file in \$SCRATCH is still wiped"
 }
@@ -827,7 +832,7 @@ test_e() {
 # f) scratchcrypt's own epilogue cannot wipe (backing made immutable) -> drain
 # ---------------------------------------------------------------------------------------
 test_f() {
-    local name=f-cannot-wipe s id st before new target ok=1 out rc left e
+    local name=f-cannot-wipe s id st before new target ok=1 out rc left e keyname="" volid=""
     if ! lsattr -d "$T" >/dev/null 2>&1; then
         echo "SKIP f: the filesystem of $T does not support chattr +i"
         return
@@ -848,6 +853,8 @@ EOF
     new=""
     if wait_file "$J/$name.ready" 60; then
         new=$(comm -13 <(echo "$before") <(backing_entries))
+        keyname=$(volume_key_name "$MNT/$id")
+        volid=${keyname#scratchcrypt:}
     else
         bad "job never reached the handshake"
     fi
@@ -874,21 +881,24 @@ EOF
         else
             bad "scratchcrypt epilogue did not fail although $target could not be deleted (node State=$(node_field State)); hooks log: $(grep "\[$id\]" "$HOOKLOG" | tail -2 | tr '\n' ' ')"
         fi
-        # let the (possibly background) deletion run into the immutable file first
-        for _ in $(seq 1 40); do record_has_job "$id" && break; sleep 0.25; done
+        # let the (background) deletion run into the immutable file first
+        for _ in $(seq 1 20); do record_has_job "$id" && break; sleep 0.25; done
         chattr -R -i "$BACKING" 2>/dev/null || true
         # The operator's repair (README): run the epilogue again; it must finish the
         # deletion. ('scratchcrypt sweep' is not used: it acts node-wide, on keys of
         # volumes outside this test too.)
         out=$(SCRATCHCRYPT_CONFIG=$T/etc/scratchcrypt.conf "$SC" epilogue --job "$id" 2>&1) && rc=0 || rc=$?
         [ "$rc" = 0 ] || bad "re-running 'scratchcrypt epilogue --job $id' after chattr -i failed (exit $rc): $out"
-        for _ in $(seq 1 40); do [ -z "$(backing_entries)" ] && break; sleep 0.25; done
-        left=$(backing_entries | tr '\n' ' ')
+        for _ in $(seq 1 40); do
+            left=$(volume_leftovers "$volid" "$new")
+            [ -z "$left" ] && break
+            sleep 0.25
+        done
         if [ -n "$left" ]; then
             bad "after chattr -i, 'scratchcrypt epilogue --job $id' (exit $rc: $out) did not finish deleting '$left'"
             for e in $left; do rm -rf "${BACKING:?}/$e"; done
         fi
-        check_wiped "$id" "$new"
+        EXPECT_OUTCOME=any check_wiped "$id" "$new" "$keyname"
     fi
     case "$(node_field State)" in *DRAIN*) resume_node || bad "node did not resume" ;; esac
     verdict f "scratchcrypt epilogue that cannot delete the backing files exits non-zero and drains the node"
@@ -930,7 +940,7 @@ test_g() {
     rm -f "$MNT/$id"
     case "$(node_field State)" in *DRAIN*) resume_node || bad "node did not resume" ;; esac
     if is_mounted "$MNT/$id"; then bad "the failed prologue left $MNT/$id mounted"; fi
-    for e in $(backing_entries); do
+    for e in $(backing_entries | grep -x -- "$id" || true); do
         if [ -n "$(find "$BACKING/$e" -mindepth 1 -print -quit 2>/dev/null)" ]; then
             bad "the failed prologue left backing files in $BACKING/$e: $(ls -A "$BACKING/$e" | tr '\n' ' ')"
         else
@@ -960,14 +970,58 @@ test_h() {
     verdict h "epilog without a volume succeeds; the node still runs jobs at the end"
 }
 
-test_a
-test_b
-test_c
-test_d
-test_e
-test_f
-test_g
-test_h
+# ---------------------------------------------------------------------------------------
+# i) every wipe finished: a record line per job, no ciphertext left
+# ---------------------------------------------------------------------------------------
+WIPE_TIMEOUT=90
+test_i() {
+    local end entry c id exp line missing left maxms
+    end=$(( $(date +%s) + WIPE_TIMEOUT ))
+    while :; do
+        missing=""
+        for entry in "${DEFERRED[@]}"; do
+            id=${entry#*:}
+            id=${id%%:*}
+            record_has_job "$id" || missing="$missing $id"
+        done
+        left=$(backing_entries | tr '\n' ' ')
+        if [ -z "$missing" ] && [ -z "${left// /}" ]; then break; fi
+        if [ "$(date +%s)" -ge "$end" ]; then break; fi
+        sleep 0.5
+    done
+    for entry in "${DEFERRED[@]}"; do
+        c=${entry%%:*}
+        id=${entry#*:}
+        id=${id%%:*}
+        exp=${entry##*:}
+        line=$(record_line "$id")
+        if [ -z "$line" ]; then
+            bad "case $c, job $id: no record line in $RECORD within ${WIPE_TIMEOUT}s of the last job"
+        elif [ "$exp" = complete ] && grep -q '"outcome"' <<<"$line" &&
+             ! grep -Eq '"outcome"[[:space:]]*:[[:space:]]*"complete"' <<<"$line"; then
+            bad "case $c, job $id: record outcome is not complete: $line"
+        fi
+    done
+    if [ -n "${left// /}" ]; then
+        bad "backing_root still holds '$left' ${WIPE_TIMEOUT}s after the last job"
+        chattr -R -i "$BACKING" 2>/dev/null || true
+    fi
+    maxms=$(grep -o '"duration_ms"[[:space:]]*:[[:space:]]*[0-9]*' "$RECORD" 2>/dev/null | grep -o '[0-9]*$' | sort -n | tail -1 || true)
+    if [ -n "$maxms" ] && [ "$maxms" -ge 3000 ]; then
+        note "i: the slowest wipe took ${maxms} ms (duration_ms, mostly background deletion)"
+    fi
+    verdict i "every wipe finished: a record line per job (outcome complete) and no ciphertext left in backing_root"
+}
+
+CASE=a test_a
+CASE=b test_b
+CASE=c test_c
+CASE=d test_d
+CASE=e test_e
+CASE=f test_f
+CASE=g test_g
+CASE=h test_h
+CASE=i test_i
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
