@@ -12,12 +12,13 @@
 CXX      ?= g++
 BUILD    ?= build
 PKGS     := fuse3 openssl libsodium
-CXXFLAGS ?= -O2 -g
-CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers \
-            -fno-plt -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=35 -I. -MMD -MP \
+OPTFLAGS ?= -O2 -g
+CXXFLAGS := $(OPTFLAGS) -std=c++20 -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers \
+            -fno-plt -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=312 -I. -MMD -MP \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 GTEST_LIBS := -lgtest -lgtest_main
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 CRYPTO_SRC := $(wildcard crypto/*.cc)
 FUSE_SRC   := $(wildcard fuse/*.cc)
@@ -67,13 +68,16 @@ fs-test: deps $(BUILD)/fs_tests $(BUILD)/scratchcrypt
 
 # The same tests built with AddressSanitizer and UBSan, in their own tree.
 check-asan: deps
-	$(MAKE) BUILD=build-asan CXXFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	$(MAKE) BUILD=build-asan OPTFLAGS="$(ASAN_FLAGS)" \
 	    build-asan/unit_tests build-asan/fs_tests build-asan/scratchcrypt
 	ASAN_OPTIONS=detect_leaks=1 build-asan/unit_tests
 	SCRATCHCRYPT_BIN=$(abspath build-asan/scratchcrypt) build-asan/fs_tests
 
 test: deps unit-test fs-test check-asan
 	@echo "make test: all suites passed"
+
+demo: deps $(BUILD)/scratchcrypt
+	tools/demo
 
 bench-crypto: deps $(BUILD)/crypto_bench
 	$(BUILD)/crypto_bench

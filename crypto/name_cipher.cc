@@ -61,40 +61,42 @@ std::optional<std::vector<uint8_t>> base64url_decode(std::string_view text) {
 
 NameCipher::NameCipher(const VolumeKey& key)
     : siv_(fetch_cipher("AES-256-SIV")),
-      pool_([this, k = std::make_shared<SecureBuffer>(
-                       key.derive(purpose::kNames, kSivKeyBytes))] {
+      key_(key.derive(purpose::kNames, kSivKeyBytes)),
+      pool_([] {
         EvpCipherCtx ctx(EVP_CIPHER_CTX_new());
-        if (!ctx || EVP_CipherInit_ex2(ctx.get(), siv_.get(), k->data(), nullptr, 1,
-                                       nullptr) != 1) {
-          throw_openssl_error("cannot key the name cipher");
-        }
+        if (!ctx) throw_openssl_error("cannot allocate the name cipher");
         return ctx;
       }) {
-  { auto probe = pool_.lease(); }
+  auto probe = pool_.lease();
+  rekey(probe.get(), 1);  // a bad key fails here, at mount
 }
 
-// OpenSSL's SIV context does one operation per keying. A keyed template is
-// copied for each operation, which is cheaper than expanding the key again.
+// OpenSSL's SIV context does one operation per keying, so every operation
+// re-keys a pooled context in place. (Copying a keyed SIV context instead
+// corrupted the heap under concurrency in OpenSSL 3.0.)
+void NameCipher::rekey(EVP_CIPHER_CTX* ctx, int encrypting) {
+  if (EVP_CipherInit_ex2(ctx, siv_.get(), key_.data(), nullptr, encrypting, nullptr) != 1) {
+    throw_openssl_error("cannot key the name cipher");
+  }
+}
+
 std::vector<uint8_t> NameCipher::seal(std::initializer_list<std::span<const uint8_t>> ad,
                                       std::span<const uint8_t> plaintext) {
   auto lease = pool_.lease();
-  EvpCipherCtx ctx(EVP_CIPHER_CTX_new());
-  if (!ctx || EVP_CIPHER_CTX_copy(ctx.get(), lease.get()) != 1) {
-    throw_openssl_error("cannot set up the name cipher");
-  }
+  EVP_CIPHER_CTX* ctx = lease.get();
+  rekey(ctx, 1);
   std::vector<uint8_t> out(kSivTagBytes + plaintext.size());
   int written = 0;
   for (const auto& component : ad) {
-    if (EVP_EncryptUpdate(ctx.get(), nullptr, &written, component.data(),
+    if (EVP_EncryptUpdate(ctx, nullptr, &written, component.data(),
                           static_cast<int>(component.size())) != 1) {
       throw_openssl_error("AES-SIV associated data");
     }
   }
-  if (EVP_EncryptUpdate(ctx.get(), out.data() + kSivTagBytes, &written,
-                        plaintext.data(), static_cast<int>(plaintext.size())) != 1 ||
-      EVP_EncryptFinal_ex(ctx.get(), out.data() + kSivTagBytes, &written) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_GET_TAG, kSivTagBytes,
-                          out.data()) != 1) {
+  if (EVP_EncryptUpdate(ctx, out.data() + kSivTagBytes, &written, plaintext.data(),
+                        static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx, out.data() + kSivTagBytes, &written) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kSivTagBytes, out.data()) != 1) {
     throw_openssl_error("AES-SIV encryption");
   }
   return out;
@@ -105,28 +107,23 @@ std::optional<std::vector<uint8_t>> NameCipher::open(
     std::span<const uint8_t> ciphertext) {
   if (ciphertext.size() < kSivTagBytes) return std::nullopt;
   auto lease = pool_.lease();
-  EvpCipherCtx ctx(EVP_CIPHER_CTX_new());
-  if (!ctx || EVP_CIPHER_CTX_copy(ctx.get(), lease.get()) != 1 ||
-      EVP_CipherInit_ex2(ctx.get(), nullptr, nullptr, nullptr, 0, nullptr) != 1) {
-    throw_openssl_error("cannot set up the name cipher");
-  }
+  EVP_CIPHER_CTX* ctx = lease.get();
+  rekey(ctx, 0);
   std::vector<uint8_t> tag(ciphertext.begin(), ciphertext.begin() + kSivTagBytes);
-  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, kSivTagBytes,
-                          tag.data()) != 1) {
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kSivTagBytes, tag.data()) != 1) {
     throw_openssl_error("AES-SIV tag");
   }
   int written = 0;
   for (const auto& component : ad) {
-    if (EVP_DecryptUpdate(ctx.get(), nullptr, &written, component.data(),
+    if (EVP_DecryptUpdate(ctx, nullptr, &written, component.data(),
                           static_cast<int>(component.size())) != 1) {
       return std::nullopt;
     }
   }
   std::vector<uint8_t> out(ciphertext.size() - kSivTagBytes);
-  if (EVP_DecryptUpdate(ctx.get(), out.data(), &written,
-                        ciphertext.data() + kSivTagBytes,
+  if (EVP_DecryptUpdate(ctx, out.data(), &written, ciphertext.data() + kSivTagBytes,
                         static_cast<int>(out.size())) != 1 ||
-      EVP_DecryptFinal_ex(ctx.get(), out.data(), &written) != 1) {
+      EVP_DecryptFinal_ex(ctx, out.data(), &written) != 1) {
     return std::nullopt;  // does not authenticate
   }
   return out;

@@ -83,7 +83,10 @@ class NameCipher {
       std::span<const uint8_t> ciphertext);
 
  private:
+  void rekey(EVP_CIPHER_CTX* ctx, int encrypting);
+
   EvpCipher siv_;
+  SecureBuffer key_;
   CipherPool pool_;
 };
 

@@ -26,6 +26,8 @@ namespace scratchcrypt {
 
 namespace {
 
+constexpr unsigned kWorkerThreads = 16;
+
 struct FuseSessionDeleter {
   void operator()(fuse_session* se) const { fuse_session_destroy(se); }
 };
@@ -191,8 +193,11 @@ int serve(const MountRequest& r, int report_fd) {
   }
   fuse_loop_config* config = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(config, 0);
-  fuse_loop_cfg_set_max_threads(config, 16);
-  fuse_loop_cfg_set_idle_threads(config, 4);
+  // Worker threads stay once started: libfuse would otherwise end and
+  // restart threads between requests, each start costing a fresh stack and
+  // fresh per-thread buffers and cipher contexts.
+  fuse_loop_cfg_set_max_threads(config, kWorkerThreads);
+  fuse_loop_cfg_set_idle_threads(config, kWorkerThreads);
   int rc = fuse_session_loop_mt(session.get(), config);
   fuse_loop_cfg_destroy(config);
   fuse_remove_signal_handlers(session.get());

@@ -717,6 +717,9 @@ void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
   fuse_reply_err(req, (datasync ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno);
 }
 
+int fallocate_locked(Filesystem& fs, Inode& inode, int fd, const FileId& id, int mode,
+                     off_t offset, off_t length);
+
 void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                   fuse_file_info* fi) {
   Filesystem& fs = fs_of(req);
@@ -733,6 +736,14 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
     fuse_reply_err(req, -err);
     return;
   }
+  // The lock is released before the reply: afterwards the kernel may forget
+  // the inode, which frees it.
+  int err = fallocate_locked(fs, inode, fd, id, mode, offset, length);
+  fuse_reply_err(req, -err);
+}
+
+int fallocate_locked(Filesystem& fs, Inode& inode, int fd, const FileId& id, int mode,
+                     off_t offset, off_t length) {
   std::unique_lock lock(inode.io);
   EncryptedFile file(fd, id, fs.volume().contents());
   uint64_t size = *inode.size;
@@ -756,7 +767,7 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
   }
   inode.size = size;
   reaccount(fs, inode, fd);
-  fuse_reply_err(req, -err);
+  return err;
 }
 
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
@@ -813,28 +824,23 @@ std::optional<std::string> entry_name(Filesystem& fs, OpenDir& dir, const dirent
   return plain;
 }
 
-void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi,
-                bool plus) {
-  Filesystem& fs = fs_of(req);
-  Inode& parent = fs.inode(ino);
-  OpenDir& dir = handle<OpenDir>(fi);
+// Fills `buf` with entries from `offset` on; returns bytes used or -errno.
+ssize_t fill_dir_buffer(fuse_req_t req, Filesystem& fs, Inode& parent, OpenDir& dir,
+                        off_t offset, std::vector<char>& buf, bool plus) {
+  const size_t size = buf.size();
   std::lock_guard lock(dir.mu);
   if (offset != dir.offset) {
     ::seekdir(dir.dir, offset);
     dir.pending = nullptr;
     dir.offset = offset;
   }
-  std::vector<char> buf(size);
   size_t used = 0;
   for (;;) {
     if (dir.pending == nullptr) {
       errno = 0;
       dir.pending = ::readdir(dir.dir);
       if (dir.pending == nullptr) {
-        if (errno != 0 && used == 0) {
-          fuse_reply_err(req, errno);
-          return;
-        }
+        if (errno != 0 && used == 0) return -errno;
         break;
       }
     }
@@ -874,7 +880,21 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_
     dir.pending = nullptr;
     dir.offset = entry->d_off;
   }
-  fuse_reply_buf(req, buf.data(), used);
+  return static_cast<ssize_t>(used);
+}
+
+// Replies only after the handle's lock is released: once the reply is out,
+// the kernel may release the handle (and free it) on another thread.
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi,
+                bool plus) {
+  Filesystem& fs = fs_of(req);
+  std::vector<char> buf(size);
+  ssize_t used = fill_dir_buffer(req, fs, fs.inode(ino), handle<OpenDir>(fi), offset, buf, plus);
+  if (used < 0) {
+    fuse_reply_err(req, static_cast<int>(-used));
+  } else {
+    fuse_reply_buf(req, buf.data(), static_cast<size_t>(used));
+  }
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
