@@ -1,40 +1,44 @@
 # scratchcrypt build. `make test` and `make demo` are the two front doors; both
 # install missing Debian packages first (apt-get, when run as root).
 #
-#   make            build build/scratchcrypt
-#   make test       unit + filesystem + sanitizer + scheduler + package tests
-#   make check-asan the unit and filesystem tests under ASan/UBSan
-#   make demo       mount a real volume, run a sample job, wipe it, show it all
-#   make bench      side-by-side benchmark (native, gocryptfs, securefs, us)
-#   make bench-crypto  engine throughput next to `openssl speed`
-#   make deb        the Debian package
+#   make              build build/scratchcrypt
+#   make test         every test: unit, filesystem, format, key lifecycle,
+#                     sanitizers, a real Slurm cluster, the Debian package
+#   make check-asan   unit and filesystem tests under ASan + UBSan
+#   make demo         mount a real volume, run a sample job, wipe it, show it
+#   make bench        side-by-side benchmark (native, gocryptfs, securefs, us)
+#   make bench-quick  the same in about 3 minutes
+#   make bench-crypto the engine's throughput next to `openssl speed`
+#   make deb          the Debian package (build/deb/)
+#   make install      install into $(DESTDIR)$(PREFIX)
 
 CXX      ?= g++
 BUILD    ?= build
+PREFIX   ?= /usr
+DESTDIR  ?=
 PKGS     := fuse3 openssl libsodium
 OPTFLAGS ?= -O2 -g
 CXXFLAGS := $(OPTFLAGS) -std=c++20 -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers \
-            -fno-plt -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=312 -I. -MMD -MP \
+            -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=312 -I. -MMD -MP \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 GTEST_LIBS := -lgtest -lgtest_main
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+Q        := $(if $(V),,@)
 
 CRYPTO_SRC := $(wildcard crypto/*.cc)
 FUSE_SRC   := $(wildcard fuse/*.cc)
 TOOLS_SRC  := $(filter-out tools/main.cc,$(wildcard tools/*.cc))
-UNIT_SRC   := $(wildcard tests/unit/*.cc)
-FS_SRC     := $(wildcard tests/fs/*.cc)
-
 obj = $(patsubst %.cc,$(BUILD)/obj/%.o,$(1))
 CORE_OBJ := $(call obj,$(CRYPTO_SRC) $(FUSE_SRC) $(TOOLS_SRC))
+test_obj = $(call obj,$(wildcard tests/$(1)/*.cc))
 
 # Debian packages the build, the tests and the demo need.
 DEB_DEPS := g++ make pkg-config libfuse3-dev fuse3 libssl-dev openssl libsodium-dev \
-            libgtest-dev python3 python3-cryptography e2fsprogs util-linux procps
+            libgtest-dev python3 python3-cryptography e2fsprogs util-linux procps keyutils
 
-.PHONY: all deps test unit-test fs-test check-asan demo bench bench-crypto deb \
-        test-slurm test-package clean
+.PHONY: all deps test unit-test fs-test format-test lifecycle-test slurm-test package-test \
+        check-asan demo bench bench-quick bench-crypto deb install clean
 all: $(BUILD)/scratchcrypt
 
 deps:
@@ -42,45 +46,80 @@ deps:
 
 $(BUILD)/obj/%.o: %.cc
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS) -c $< -o $@
+	@echo "  CXX     $<"
+	$(Q)$(CXX) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/libscratchcrypt.a: $(CORE_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/scratchcrypt: $(call obj,tools/main.cc) $(BUILD)/libscratchcrypt.a
-	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+	@echo "  LINK    $@"
+	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@.tmp $(LDLIBS) && mv $@.tmp $@
 
-$(BUILD)/unit_tests: $(call obj,$(UNIT_SRC)) $(BUILD)/libscratchcrypt.a
-	$(CXX) $(CXXFLAGS) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
-
-$(BUILD)/fs_tests: $(call obj,$(FS_SRC)) $(BUILD)/libscratchcrypt.a
-	$(CXX) $(CXXFLAGS) $^ -o $@ $(GTEST_LIBS) $(LDLIBS)
-
+$(BUILD)/unit_tests: $(call test_obj,unit) $(BUILD)/libscratchcrypt.a
+	@echo "  LINK    $@"
+	$(Q)$(CXX) $(CXXFLAGS) $(filter %.o %.a,$^) -o $@ $(GTEST_LIBS) $(LDLIBS)
+$(BUILD)/fs_tests: $(call test_obj,fs) $(BUILD)/libscratchcrypt.a
+	@echo "  LINK    $@"
+	$(Q)$(CXX) $(CXXFLAGS) $(filter %.o %.a,$^) -o $@ $(GTEST_LIBS) $(LDLIBS)
+$(BUILD)/lifecycle_tests: $(call test_obj,lifecycle) $(BUILD)/libscratchcrypt.a
+	@echo "  LINK    $@"
+	$(Q)$(CXX) $(CXXFLAGS) $(filter %.o %.a,$^) -o $@ $(GTEST_LIBS) $(LDLIBS)
 $(BUILD)/crypto_bench: $(call obj,tests/bench/crypto_bench.cc) $(BUILD)/libscratchcrypt.a
-	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+
+SC_ENV = SCRATCHCRYPT_BIN=$(abspath $(BUILD)/scratchcrypt)
 
 unit-test: deps $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
 
 fs-test: deps $(BUILD)/fs_tests $(BUILD)/scratchcrypt
-	SCRATCHCRYPT_BIN=$(abspath $(BUILD)/scratchcrypt) $(BUILD)/fs_tests
+	$(SC_ENV) $(BUILD)/fs_tests
 
-# The same tests built with AddressSanitizer and UBSan, in their own tree.
+format-test: deps $(BUILD)/scratchcrypt
+	/usr/bin/python3 tests/format/verify_format.py selftest
+	$(SC_ENV) /usr/bin/python3 tests/format/check_backing_volume.py
+
+lifecycle-test: deps $(BUILD)/lifecycle_tests $(BUILD)/scratchcrypt
+	$(SC_ENV) $(BUILD)/lifecycle_tests
+
+slurm-test: deps $(BUILD)/scratchcrypt
+	$(SC_ENV) bash tests/slurm/run_slurm_test.sh
+
+package-test: deps
+	bash tests/package/run.sh
+
+# The unit and filesystem tests built with AddressSanitizer and UBSan.
 check-asan: deps
-	$(MAKE) BUILD=build-asan OPTFLAGS="$(ASAN_FLAGS)" \
+	$(MAKE) --no-print-directory BUILD=build-asan OPTFLAGS="$(ASAN_FLAGS)" \
 	    build-asan/unit_tests build-asan/fs_tests build-asan/scratchcrypt
 	ASAN_OPTIONS=detect_leaks=1 build-asan/unit_tests
-	SCRATCHCRYPT_BIN=$(abspath build-asan/scratchcrypt) build-asan/fs_tests
+	ASAN_OPTIONS=detect_leaks=0 SCRATCHCRYPT_BIN=$(abspath build-asan/scratchcrypt) build-asan/fs_tests
 
-test: deps unit-test fs-test check-asan
-	@echo "make test: all suites passed"
+test: deps
+	$(MAKE) --no-print-directory all $(BUILD)/unit_tests $(BUILD)/fs_tests $(BUILD)/lifecycle_tests
+	$(MAKE) --no-print-directory unit-test fs-test format-test lifecycle-test check-asan \
+	    slurm-test package-test
+	@echo "make test: every suite passed"
 
 demo: deps $(BUILD)/scratchcrypt
 	tools/demo
 
+bench: deps $(BUILD)/scratchcrypt
+	/usr/bin/python3 tools/bench/bench.py
+
+bench-quick: deps $(BUILD)/scratchcrypt
+	/usr/bin/python3 tools/bench/bench.py --quick
+
 bench-crypto: deps $(BUILD)/crypto_bench
 	$(BUILD)/crypto_bench
+
+deb: deps
+	packaging/build-deb
+
+install: $(BUILD)/scratchcrypt
+	install -D -m 0755 $(BUILD)/scratchcrypt $(DESTDIR)$(PREFIX)/sbin/scratchcrypt
+	install -D -m 0644 packaging/scratchcrypt.8 $(DESTDIR)$(PREFIX)/share/man/man8/scratchcrypt.8
 
 clean:
 	rm -rf build build-asan
