@@ -208,6 +208,8 @@ std::optional<Json> parse_json(const std::string& text, std::string* error) {
 
 // ---------------------------------------------------------------- files, processes
 
+bool process_gone(pid_t pid);
+
 std::string slurp(const std::string& path, int* err) { return sctest::read_file(path, err); }
 
 bool spit(const std::string& path, const std::string& data, mode_t mode) {
@@ -288,6 +290,22 @@ bool under(const std::string& path, const std::string& root) {
 long keyctl(int op, unsigned long a2, unsigned long a3 = 0, unsigned long a4 = 0,
             unsigned long a5 = 0) {
   return ::syscall(SYS_keyctl, op, a2, a3, a4, a5);
+}
+
+// Whether this process has children that are still running.
+bool has_children() {
+  sctest::reap_orphans();
+  DIR* tasks = ::opendir("/proc/self/task");
+  if (tasks == nullptr) return false;
+  bool any = false;
+  while (dirent* t = ::readdir(tasks)) {
+    if (t->d_name[0] == '.') continue;
+    std::ifstream in(std::string("/proc/self/task/") + t->d_name + "/children");
+    pid_t pid;
+    while (in >> pid) any = any || !process_gone(pid);
+  }
+  ::closedir(tasks);
+  return any;
 }
 
 }  // namespace
@@ -434,6 +452,13 @@ void NodeTest::TearDown() {
       ::kill(pid, SIGKILL);
       wait_gone(pid, std::chrono::seconds(3));
     }
+  }
+  // Background deletions (wipe without --wait, epilogue) run as our
+  // children (we are the subreaper) and append their record when done: let
+  // them finish, or they recreate the log after the directory is gone.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (has_children() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   for (const auto& id : ids) {
     try {
