@@ -24,6 +24,13 @@ void require_absolute(const std::string& where, const std::string& key, const st
   }
 }
 
+bool parse_yes_no(const std::string& where, const std::string& key, const std::string& value) {
+  if (value != "yes" && value != "no") {
+    throw Error(where + ": " + key + " must be yes or no (got '" + value + "')", 2);
+  }
+  return value == "yes";
+}
+
 void apply(Config& config, const std::string& where, const std::string& key,
            const std::string& value) {
   if (key == "backing_root") {
@@ -53,10 +60,9 @@ void apply(Config& config, const std::string& where, const std::string& key,
       throw Error(where + ": mode must be per-job or node (got '" + value + "')", 2);
     }
   } else if (key == "writeback_cache") {
-    if (value != "yes" && value != "no") {
-      throw Error(where + ": writeback_cache must be yes or no (got '" + value + "')", 2);
-    }
-    config.writeback_cache = value == "yes";
+    config.writeback_cache = parse_yes_no(where, key, value);
+  } else if (key == "trim") {
+    config.trim = parse_yes_no(where, key, value);
   } else {
     throw Error(where + ": unknown setting '" + key + "' (see scratchcrypt(8), CONFIGURATION)", 2);
   }
@@ -111,6 +117,7 @@ std::vector<std::pair<std::string, std::string>> config_items(const Config& c) {
       {"mode", c.mode == VolumeMode::kNode ? "node" : "per-job"},
       {"node_mount", c.node_mount},
       {"writeback_cache", c.writeback_cache ? "yes" : "no"},
+      {"trim", c.trim ? "yes" : "no"},
   };
 }
 

@@ -24,6 +24,7 @@ struct Config {
   VolumeMode mode = VolumeMode::kPerJob;
   std::string node_mount = "/scratch/node";                     // node mode's one volume
   bool writeback_cache = false;
+  bool trim = true;  // FITRIM the backing file system after each wipe
   std::string path;  // the file it came from ("" when defaults only)
 };
 

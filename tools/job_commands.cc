@@ -128,6 +128,7 @@ int run_prologue(const cli::Args& args) {
   request.owner.mode = 0700;
 
   const Paths paths = job_paths(config, job);
+  finish_abandoned_deletions(config);  // a node with an unfinished wipe must not take jobs
   if (auto existing = find_volume(paths.mountpoint);
       existing && existing->job == job && mount_at(paths.mountpoint) && !is_dead_mount(paths.mountpoint)) {
     std::printf("SCRATCH=%s\n", paths.mountpoint.c_str());  // already set up: idempotent
@@ -140,16 +141,23 @@ int run_prologue(const cli::Args& args) {
     wipe_volume(config, read_volume_header(paths.backing) ? paths.backing : paths.mountpoint, options);
   }
   make_dirs(config.backing_root, 0700);
-  make_dirs(paths.backing, 0700);
   make_dirs(parent_dir(paths.mountpoint), 0755);
-  make_dirs(paths.mountpoint, 0700);
+  const bool made_backing = ::mkdir(paths.backing.c_str(), 0700) == 0;
+  const bool made_mountpoint = ::mkdir(paths.mountpoint.c_str(), 0700) == 0;
 
   request.backing = paths.backing;
   request.mountpoint = paths.mountpoint;
   request.fs.size_limit = config.size_limit;
   request.fs.writeback_cache = config.writeback_cache;
   request.job = job;
-  mount_volume(request);
+  try {
+    mount_volume(request);
+  } catch (const Error&) {
+    // Leave nothing behind that a later prologue or sweep would trip over.
+    if (made_backing) ::rmdir(paths.backing.c_str());
+    if (made_mountpoint) ::rmdir(paths.mountpoint.c_str());
+    throw;
+  }
   std::printf("SCRATCH=%s\n", paths.mountpoint.c_str());
   return 0;
 }
@@ -159,6 +167,7 @@ int run_epilogue(const cli::Args& args) {
   const Config config = load_config(args.get("config"));
   const std::string job = job_id(args);
   const Paths paths = job_paths(config, job);
+  finish_abandoned_deletions(config);  // an earlier failed wipe also drains the node
   if (!has_volume(paths)) {
     std::fprintf(stderr, "scratchcrypt: job %s has no volume on this node; nothing to wipe\n", job.c_str());
   } else {

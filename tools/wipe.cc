@@ -5,6 +5,7 @@
 #include <linux/fs.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <thread>
 
 #include "crypto/keyring.h"
 #include "fuse/error.h"
@@ -24,6 +26,7 @@
 #include "fuse/registry.h"
 #include "fuse/volume.h"
 #include "tools/holders.h"
+#include "fuse/unique_fd.h"
 #include "tools/wipe_record.h"
 
 namespace scratchcrypt {
@@ -179,30 +182,70 @@ std::string trim_free_space(const std::string& dir) {
   return err == EOPNOTSUPP || err == ENOTTY || err == EINVAL ? "unsupported" : "failed";
 }
 
-// Deletes a renamed-aside backing, verifies, and appends the record.
+// Deletes a renamed-aside backing, verifies, and appends the record. Holds
+// an exclusive flock on the trash directory meanwhile, so that others can
+// tell a deletion in progress from one that died (see trash_state()).
 void finish_deletion(const Config& config, const std::string& trash, WipeRecord record) {
   const std::string parent = parent_dir(trash);
+  UniqueFd lock(::open(trash.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (lock.valid()) ::flock(lock.get(), LOCK_EX);
   int parent_fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (parent_fd >= 0) {
     const std::string name = trash.substr(parent.size() + (parent == "/" ? 0 : 1));
     remove_tree(parent_fd, name.c_str(), &record.files_removed, &record.bytes_removed);
     ::close(parent_fd);
   }
-  record.trim = trim_free_space(parent);
   record.deletion_finished_ms = now_ms();
+  const bool deleted = !exists(trash);
+  lock.reset();  // a waiting epilogue may return now
+  record.trim = deleted && config.trim ? trim_free_space(parent) : "skipped";
   const bool mounted = !record.mountpoint.empty() && mount_of_volume(record.volume).has_value();
   const bool key_left = keyring::load(record.volume).has_value();
-  record.verified = !exists(trash) && !mounted && !key_left &&
+  record.verified = deleted && !mounted && !key_left &&
                     (record.backing.empty() || !read_volume_header(record.backing));
   if (!record.verified) {
     record.outcome = "failed";
-    record.error = exists(trash) ? "backing files could not all be deleted"
-                   : mounted     ? "the volume is still mounted"
-                   : key_left    ? "the key is still in the keyring"
-                                 : "the backing directory reappeared";
+    record.error = !deleted ? "backing files could not all be deleted"
+                   : mounted ? "the volume is still mounted"
+                   : key_left ? "the key is still in the keyring"
+                              : "the backing directory reappeared";
   }
   append_record(config.record_log, record);
   if (!record.verified) throw Error("wipe of volume " + record.volume + " failed: " + record.error);
+}
+
+enum class TrashState { kGone, kDeleting, kAbandoned };
+
+// Whether a renamed-aside backing is gone, being deleted, or left behind by
+// a deletion that failed or died.
+TrashState trash_state(const std::string& trash) {
+  UniqueFd fd(::open(trash.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return exists(trash) ? TrashState::kAbandoned : TrashState::kGone;
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return TrashState::kDeleting;
+  return exists(trash) ? TrashState::kAbandoned : TrashState::kGone;
+}
+
+// Waits up to `timeout` for a background deletion. Throws when it failed;
+// returns quietly when it finished or is still going (large volumes).
+void await_deletion(const std::string& trash, const std::string& id,
+                    std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Give the detached deleter a moment to take its lock.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (;;) {
+    switch (trash_state(trash)) {
+      case TrashState::kGone:
+        return;
+      case TrashState::kAbandoned:
+        throw Error("volume " + id + " is crypto-erased, but its ciphertext in " + trash +
+                    " could not all be deleted (see the wipe record); fix the cause, then run "
+                    "`scratchcrypt sweep`");
+      case TrashState::kDeleting:
+        break;
+    }
+    if (std::chrono::steady_clock::now() > deadline) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 // Runs `work` in a detached process (own session, stdio on /dev/null), so
@@ -269,10 +312,49 @@ void end_volume(const Config& config, const Target& t, const WipeOptions& option
     finish_deletion(config, trash, record);
   } else {
     run_detached([&] { finish_deletion(config, trash, record); });
+    await_deletion(trash, t.id, options.deletion_grace);
   }
 }
 
+
+// Deletes what an earlier wipe left in `trash` (its key is destroyed, if it
+// was not yet), with a record of its own.
+void retry_deletion(const Config& config, const std::string& trash, const std::string& event) {
+  WipeRecord record;
+  record.event = event;
+  record.volume = trash.substr(trash.rfind('/') + 1 + std::strlen(kTrashPrefix));
+  record.started_ms = now_ms();
+  record.key_found = keyring::remove(record.volume);
+  record.crypto_erased_ms = now_ms();
+  finish_deletion(config, trash, record);
+}
+
 }  // namespace
+
+void finish_abandoned_deletions(const Config& config) {
+  const std::string root = absolute_path(config.backing_root);
+  DIR* dir = ::opendir(root.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> abandoned;
+  while (dirent* entry = ::readdir(dir)) {
+    const std::string path = root + "/" + entry->d_name;
+    if (std::strncmp(entry->d_name, kTrashPrefix, std::strlen(kTrashPrefix)) == 0 &&
+        trash_state(path) == TrashState::kAbandoned) {
+      abandoned.push_back(path);
+    }
+  }
+  ::closedir(dir);
+  for (const auto& path : abandoned) {
+    try {
+      retry_deletion(config, path, "wipe-retry");
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + "\nan earlier wipe on this node could not delete " +
+                  path + "; the node needs an operator (see docs/OPERATIONS.md, \"A drained "
+                  "node\")");
+    }
+  }
+}
+
 
 void wipe_volume(const Config& config, const std::string& target, const WipeOptions& options) {
   if (::geteuid() != 0) throw Error("wipe needs root", 2);
@@ -283,7 +365,6 @@ SweepResult sweep(const Config& config) {
   if (::geteuid() != 0) throw Error("sweep needs root", 2);
   SweepResult result;
   const std::string root = absolute_path(config.backing_root);
-  std::vector<std::string> live_ids;
   if (DIR* dir = ::opendir(root.c_str())) {
     std::vector<std::string> names;
     while (dirent* entry = ::readdir(dir)) names.emplace_back(entry->d_name);
@@ -292,21 +373,14 @@ SweepResult sweep(const Config& config) {
       if (name == "." || name == "..") continue;
       const std::string path = root + "/" + name;
       if (name.rfind(kTrashPrefix, 0) == 0) {  // a deletion that did not finish
-        WipeRecord record;
-        record.event = "sweep";
-        record.volume = name.substr(std::strlen(kTrashPrefix));
-        record.started_ms = record.crypto_erased_ms = now_ms();
-        keyring::remove(record.volume);
-        finish_deletion(config, path, record);
+        if (trash_state(path) == TrashState::kDeleting) continue;
+        retry_deletion(config, path, "sweep");
         ++result.trash;
         continue;
       }
       auto header = read_volume_header(path);
       if (!header) continue;  // not ours: never touched
-      if (volume_lock_holder(path)) {
-        live_ids.push_back(header->id);
-        continue;
-      }
+      if (volume_lock_holder(path)) continue;  // live: left alone
       Target t;
       t.id = header->id;
       t.backing = path;
@@ -316,25 +390,13 @@ SweepResult sweep(const Config& config) {
         t.uid = record->uid;
       }
       if (!t.mountpoint.empty()) ++result.dead_mounts;
+      const auto keys = keyring::list();
+      if (std::find(keys.begin(), keys.end(), t.id) != keys.end()) ++result.keys;
       WipeOptions options;
       options.force = true;
       options.wait = true;
       end_volume(config, t, options, "sweep");
       ++result.volumes;
-    }
-  }
-  // A key is stale unless a daemon still serves its volume (anywhere).
-  for (const auto& record : registered_volumes()) {
-    if (process_alive(record.pid)) live_ids.push_back(record.id);
-  }
-  for (const auto& m : list_mounts()) {
-    if (m.fstype == "fuse.scratchcrypt" && !is_dead_mount(m.mountpoint)) {
-      live_ids.push_back(m.source.substr(m.source.find(':') + 1));
-    }
-  }
-  for (const auto& id : keyring::list()) {
-    if (std::find(live_ids.begin(), live_ids.end(), id) == live_ids.end() && keyring::remove(id)) {
-      ++result.keys;
     }
   }
   for (const auto& record : registered_volumes()) {

@@ -8,6 +8,7 @@
 // `wait`), after which free blocks are trimmed and the record is appended.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 #include "tools/config.h"
@@ -18,7 +19,17 @@ struct WipeOptions {
   bool force = false;  // cut off processes that still use the volume
   bool wait = false;   // delete the ciphertext before returning
   std::string job;     // recorded; defaults to the job the volume was made for
+  // Without `wait`: how long to wait for the background deletion before
+  // returning anyway. A deletion that fails within it makes wipe fail (so a
+  // scheduler drains the node); a later failure is caught by the next
+  // prologue, epilogue or sweep.
+  std::chrono::milliseconds deletion_grace{3000};
 };
+
+// Finishes deletions that an earlier wipe left behind (failed or died) in
+// backing_root. Throws Error when one still cannot be completed: the node
+// needs an operator. Deletions still in progress are left to run.
+void finish_abandoned_deletions(const Config& config);
 
 // Ends the volume at `target` (its mount point, backing directory or id).
 // Throws Error: exit 4 when `target` is no volume of ours (or lies outside
@@ -33,8 +44,9 @@ struct SweepResult {
 };
 
 // Ends everything a crash or power loss left: volumes under backing_root
-// without a live daemon, their keys and dead mounts, and unfinished
-// deletions. Live volumes are left alone.
+// without a live daemon (with their keys), dead scratchcrypt mounts, and
+// unfinished deletions. Live volumes, and volumes outside backing_root, are
+// left alone.
 SweepResult sweep(const Config& config);
 
 }  // namespace scratchcrypt
