@@ -141,12 +141,31 @@ void reap_orphans() {
   collect_children();
 }
 
+std::string source_dir() {
+  const char* src = std::getenv("SCRATCHCRYPT_SRC");
+  if (src != nullptr && *src != '\0') return src;
+  std::string bin = scratchcrypt_bin();
+  auto slash = bin.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : bin.substr(0, slash);
+  slash = dir.rfind('/');
+  return slash == std::string::npos ? "." : dir.substr(0, slash);
+}
+
 RunResult run(const std::vector<std::string>& argv, const std::vector<int>& keep_fds,
-              int timeout_s) {
+              int timeout_s, const std::string* input) {
   become_subreaper();
   RunResult result;
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return result;
+  int in[2] = {-1, -1};
+  if (input != nullptr) {
+    if (::pipe2(in, O_CLOEXEC) != 0) return result;
+    ::fcntl(in[1], F_SETPIPE_SZ, static_cast<int>(std::max<size_t>(input->size() + 1, 4096)));
+    if (::write(in[1], input->data(), input->size()) != static_cast<ssize_t>(input->size())) {
+      result.output = "could not pass stdin";
+    }
+    ::close(in[1]);
+  }
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -154,10 +173,11 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<int>& keep
   if (pid < 0) {
     ::close(out[0]);
     ::close(out[1]);
+    if (in[0] >= 0) ::close(in[0]);
     return result;
   }
   if (pid == 0) {
-    int null = ::open("/dev/null", O_RDONLY);
+    int null = in[0] >= 0 ? in[0] : ::open("/dev/null", O_RDONLY);
     ::dup2(null, 0);
     ::dup2(out[1], 1);
     ::dup2(out[1], 2);
@@ -166,6 +186,7 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<int>& keep
     _exit(127);
   }
   ::close(out[1]);
+  if (in[0] >= 0) ::close(in[0]);
   ::fcntl(out[0], F_SETFL, O_NONBLOCK);
   const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
   int status = -1;
@@ -276,8 +297,8 @@ void remove_tree(const std::string& path) {
       64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
-TempDir::TempDir(const std::string& tag) {
-  std::string tmpl = "/tmp/scratchcrypt-test-" + tag + "-XXXXXX";
+TempDir::TempDir(const std::string& tag, const std::string& base) {
+  std::string tmpl = base + "/scratchcrypt-test-" + tag + "-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) {
     ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
     return;

@@ -37,8 +37,12 @@ struct RunResult {
 // Runs argv[0] (a path) with argv, without a shell. Descriptors in keep_fds
 // stay open in the child under the same numbers; all others above 2 are
 // closed. Kills the child after timeout_s seconds.
+// `input`, if given, is the child's stdin (through a pipe).
 RunResult run(const std::vector<std::string>& argv, const std::vector<int>& keep_fds = {},
-              int timeout_s = 60);
+              int timeout_s = 60, const std::string* input = nullptr);
+
+// The source tree: $SCRATCHCRYPT_SRC, or the parent of the binary's directory.
+std::string source_dir();
 
 // Runs `scratchcrypt ARGS...`.
 RunResult run_scratchcrypt(const std::vector<std::string>& args,
@@ -68,7 +72,7 @@ void remove_tree(const std::string& path);
 // the destructor.
 class TempDir {
  public:
-  explicit TempDir(const std::string& tag = "sc");
+  explicit TempDir(const std::string& tag = "sc", const std::string& base = "/tmp");
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
