@@ -2,6 +2,7 @@
 // dumpable, the key reaches no file, command line, environment or log, and
 // its kernel-keyring copy is root's alone.
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/keyctl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -218,6 +219,49 @@ TEST_F(KeysTest, KeyringHoldsKeyForRootOnly) {
   RunResult wipe = sc({"wipe", "--wait", backing("k")});
   ASSERT_EQ(0, wipe.exit_code) << wipe.output;
   EXPECT_EQ(-1, key_serial(id)) << "the key survived the wipe";
+}
+
+// A job started by a root process whose session keyring links root's user
+// keyring (systemd KeyringMode=shared for a root service, a root shell that
+// ran `keyctl link @u @s`, ...) inherits that session keyring across
+// setuid. Possession must not be enough to read another volume's key.
+TEST_F(KeysTest, InheritedRootSessionKeyringDoesNotExposeTheKey) {
+  const std::string id = make_volume("k", sctest::test_key(43));
+  ASSERT_FALSE(id.empty());
+  const long serial = key_serial(id);
+  ASSERT_GT(serial, 0);
+  int p[2];
+  ASSERT_EQ(0, ::pipe(p));
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(p[0]);
+    long result[3] = {-9, -9, 0};
+    if (keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0) >= 0 &&
+        keyctl(KEYCTL_LINK, static_cast<unsigned long>(KEY_SPEC_USER_KEYRING),
+               static_cast<unsigned long>(KEY_SPEC_SESSION_KEYRING)) == 0 &&
+        ::setgroups(0, nullptr) == 0 && ::setgid(sctest::kGroupA) == 0 && ::setuid(sctest::kUserA) == 0) {
+      char buf[128];
+      result[0] = keyctl(KEYCTL_READ, static_cast<unsigned long>(serial), reinterpret_cast<unsigned long>(buf),
+                         sizeof buf);
+      const std::string wanted = "scratchcrypt:" + id;
+      result[1] = keyctl(KEYCTL_SEARCH, static_cast<unsigned long>(KEY_SPEC_SESSION_KEYRING),
+                         reinterpret_cast<unsigned long>("user"), reinterpret_cast<unsigned long>(wanted.c_str()), 0);
+      result[2] = ::getuid();
+    }
+    ssize_t ignored = ::write(p[1], result, sizeof result);
+    (void)ignored;
+    _exit(0);
+  }
+  ::close(p[1]);
+  long result[3] = {-9, -9, -9};
+  ASSERT_EQ(static_cast<ssize_t>(sizeof result), ::read(p[0], result, sizeof result));
+  ::close(p[0]);
+  wait_gone(child, std::chrono::seconds(5));
+  ASSERT_EQ(sctest::kUserA, result[2]) << "could not set up the job process";
+  EXPECT_EQ(-1, result[0]) << "a job process (uid " << sctest::kUserA << ") read " << result[0]
+                           << " bytes of the volume key through the root session keyring it inherited "
+                              "(the key grants all rights to its possessor: perm 0x3f3f0000)";
+  EXPECT_EQ(-1, result[1]) << "a job process found the volume key through its inherited session keyring";
 }
 
 }  // namespace
