@@ -16,8 +16,11 @@ using KeySerial = int32_t;
 constexpr const char* kKeyType = "user";
 constexpr std::string_view kDescriptionPrefix = "scratchcrypt:";
 
-// Possessor and owner (root) may do everything; group and others nothing.
-constexpr uint32_t kPermissions = 0x3f3f0000;
+// The owner (uid 0) may do everything; group and others nothing; a possessor
+// may only see that the key exists. Possession alone must not grant reading:
+// a job process that inherited a root session keyring linking root's user
+// keyring possesses the key, but is not uid 0.
+constexpr uint32_t kPermissions = 0x013f0000;  // KEY_POS_VIEW | KEY_USR_ALL
 
 long keyctl(int op, unsigned long a2, unsigned long a3 = 0, unsigned long a4 = 0,
             unsigned long a5 = 0) {
