@@ -71,6 +71,30 @@ TEST_F(PosixTest, CreateExclTrunc) {
   SYS_FAILS(ENOTDIR, ::open(p("f").c_str(), O_RDONLY | O_DIRECTORY));
 }
 
+TEST_F(PosixTest, TruncOnOpenIsDurable) {
+  // `>` in a shell: O_TRUNC on an existing file. The old bytes must be gone
+  // for good, not only from the kernel's view of the size.
+  const std::string f = p("f");
+  ASSERT_TRUE(write_file(f, std::string(12000, 'A')));
+  {
+    Fd fd(::open(f.c_str(), O_RDWR | O_TRUNC));
+    ASSERT_TRUE(fd.ok());
+    EXPECT_EQ(0, size_of(f));
+    SYS_OK(::ftruncate(fd.get(), 5826));
+    EXPECT_BYTES_EQ(std::string(5826, '\0'), pread_str(fd.get(), 10000, 0));
+  }
+  ASSERT_TRUE(write_file(p("g"), std::string(12000, 'B')));
+  {
+    Fd fd(::open(p("g").c_str(), O_WRONLY | O_TRUNC));
+    ASSERT_EQ(2, ::write(fd.get(), "x\n", 2));
+  }
+  EXPECT_EQ("x\n", read_file(p("g")));
+  ASSERT_TRUE(m_->remount());
+  EXPECT_BYTES_EQ(std::string(5826, '\0'), read_file(f));
+  EXPECT_EQ("x\n", read_file(p("g"))) << "the old contents came back after remount";
+  EXPECT_EQ(2, size_of(p("g")));
+}
+
 TEST_F(PosixTest, TwoAppenders) {
   const std::string f = p("log");
   Fd a(::open(f.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644));
