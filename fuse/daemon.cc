@@ -45,6 +45,13 @@ void check_request(const MountRequest& r) {
   }
   if (!S_ISDIR(st.st_mode)) throw Error("backing " + r.backing + " is not a directory", 2);
 
+  if (read_volume_header(r.backing)) {
+    if (auto holder = volume_lock_holder(r.backing)) {
+      throw Error("backing " + r.backing + " is already mounted by daemon pid " +
+                  std::to_string(*holder) + "; a backing directory can be mounted only once "
+                  "(see `scratchcrypt status`)", 4);
+    }
+  }
   const bool dead = is_dead_mount(r.mountpoint);
   if (dead && !r.recover) {
     throw Error("mount point " + r.mountpoint + " holds a volume whose daemon died; bring it "

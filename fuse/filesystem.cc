@@ -163,8 +163,10 @@ int give_to_caller(fuse_req_t req, Inode& dir, int fd, const char* at_name, mode
 // its offset; O_DIRECT is done by FUSE direct_io; truncation and creation
 // are handled separately.
 int backing_open_flags(int flags) {
+  // Linux truncates on O_TRUNC even with O_RDONLY; we need a writable fd.
+  const bool writable = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_DIRECT);
-  if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+  if (writable) flags = (flags & ~O_ACCMODE) | O_RDWR;
   return flags | O_CLOEXEC;
 }
 
@@ -373,7 +375,7 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_readlink(req, target->c_str());
 }
 
-// Shared tail of mkdir, mknod and symlink: look the new entry up and reply.
+// Looks a new entry up and replies with it.
 void reply_new_entry(fuse_req_t req, Filesystem& fs, Inode& dir, const BackingName& bn) {
   fuse_entry_param e;
   if (int err = lookup_backing(fs, dir, bn.name, &e)) {
@@ -383,121 +385,93 @@ void reply_new_entry(fuse_req_t req, Filesystem& fs, Inode& dir, const BackingNa
   fuse_reply_entry(req, &e);
 }
 
-// Undoes a half-made entry after a later step failed.
-void discard_entry(Inode& dir, const BackingName& bn, bool companion_created, int flags = 0) {
-  ::unlinkat(dir.fd.get(), bn.name.c_str(), flags);
-  if (companion_created) remove_companion(dir, bn);
-}
-
-void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+// The steps every new entry takes: encrypt its name (making the long-name
+// companion if needed), create the backing object with `make`, set it up
+// with `finish` (ids, owner), undo what was made if a step fails, and reply
+// with the new entry. Both steps get the directory and the backing name and
+// return 0 or -errno.
+template <typename Make, typename Finish>
+void add_entry(fuse_req_t req, fuse_ino_t parent, const char* name, int undo_flags, Make&& make,
+               Finish&& finish) {
   Filesystem& fs = fs_of(req);
   Inode& dir = fs.inode(parent);
   BackingName bn;
   bool made_companion = false;
-  if (int err = backing_name_for(fs, dir, name, &bn, true, &made_companion)) {
-    fuse_reply_err(req, -err);
-    return;
-  }
-  if (::mkdirat(dir.fd.get(), bn.name.c_str(), mode & 07777) != 0) {
-    int err = errno;
+  int err = backing_name_for(fs, dir, name, &bn, true, &made_companion);
+  if (!err && (err = make(dir, bn.name.c_str())) != 0) {
     if (made_companion) remove_companion(dir, bn);
-    fuse_reply_err(req, err);
-    return;
+  } else if (!err && (err = finish(dir, bn.name.c_str())) != 0) {
+    ::unlinkat(dir.fd.get(), bn.name.c_str(), undo_flags);
+    if (made_companion) remove_companion(dir, bn);
   }
-  UniqueFd fd(::openat(dir.fd.get(), bn.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  int err = fd.valid() ? 0 : -errno;
-  if (!err) err = write_object_id(fd.get(), DirId::random().bytes);
-  if (!err) err = give_to_caller(req, dir, fd.get(), nullptr, mode, true);
   if (err) {
-    discard_entry(dir, bn, made_companion, AT_REMOVEDIR);
     fuse_reply_err(req, -err);
     return;
   }
   reply_new_entry(req, fs, dir, bn);
 }
 
+int errno_unless(bool ok) { return ok ? 0 : -errno; }
+int nothing_to_finish(Inode&, const char*) { return 0; }
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  add_entry(
+      req, parent, name, AT_REMOVEDIR,
+      [&](Inode& dir, const char* at) {
+        return errno_unless(::mkdirat(dir.fd.get(), at, mode & 07777) == 0);
+      },
+      [&](Inode& dir, const char* at) {
+        UniqueFd fd(::openat(dir.fd.get(), at, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!fd.valid()) return -errno;
+        if (int err = write_object_id(fd.get(), DirId::random().bytes)) return err;
+        return give_to_caller(req, dir, fd.get(), nullptr, mode, true);
+      });
+}
+
 void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  Filesystem& fs = fs_of(req);
-  Inode& dir = fs.inode(parent);
   const mode_t type = mode & S_IFMT;
   if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK) {
     fuse_reply_err(req, EPERM);  // device nodes have no place on scratch (nodev)
     return;
   }
-  BackingName bn;
-  bool made_companion = false;
-  if (int err = backing_name_for(fs, dir, name, &bn, true, &made_companion)) {
-    fuse_reply_err(req, -err);
-    return;
-  }
-  if (::mknodat(dir.fd.get(), bn.name.c_str(), mode, rdev) != 0) {
-    int err = errno;
-    if (made_companion) remove_companion(dir, bn);
-    fuse_reply_err(req, err);
-    return;
-  }
-  int err = 0;
-  if (type == S_IFREG) {
-    UniqueFd fd(::openat(dir.fd.get(), bn.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    err = fd.valid() ? write_object_id(fd.get(), FileId::random().bytes) : -errno;
-    if (!err) err = give_to_caller(req, dir, fd.get(), nullptr, mode, false);
-  } else {
-    UniqueFd fd(::openat(dir.fd.get(), bn.name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    err = fd.valid() ? give_to_caller(req, dir, fd.get(), nullptr, mode, false) : -errno;
-  }
-  if (err) {
-    discard_entry(dir, bn, made_companion);
-    fuse_reply_err(req, -err);
-    return;
-  }
-  reply_new_entry(req, fs, dir, bn);
+  add_entry(
+      req, parent, name, 0,
+      [&](Inode& dir, const char* at) {
+        return errno_unless(::mknodat(dir.fd.get(), at, mode, rdev) == 0);
+      },
+      [&](Inode& dir, const char* at) {
+        const int flags = (type == S_IFREG ? O_RDONLY : O_PATH) | O_NOFOLLOW | O_CLOEXEC;
+        UniqueFd fd(::openat(dir.fd.get(), at, flags));
+        if (!fd.valid()) return -errno;
+        if (type == S_IFREG) {
+          if (int err = write_object_id(fd.get(), FileId::random().bytes)) return err;
+        }
+        return give_to_caller(req, dir, fd.get(), nullptr, mode, false);
+      });
 }
 
 void op_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
-  Filesystem& fs = fs_of(req);
-  Inode& dir = fs.inode(parent);
-  const std::string stored = fs.volume().names().encrypt_symlink(link);
+  const std::string stored = fs_of(req).volume().names().encrypt_symlink(link);
   if (stored.size() > kMaxStoredSymlink) {
     fuse_reply_err(req, ENAMETOOLONG);
     return;
   }
-  BackingName bn;
-  bool made_companion = false;
-  if (int err = backing_name_for(fs, dir, name, &bn, true, &made_companion)) {
-    fuse_reply_err(req, -err);
-    return;
-  }
-  if (::symlinkat(stored.c_str(), dir.fd.get(), bn.name.c_str()) != 0) {
-    int err = errno;
-    if (made_companion) remove_companion(dir, bn);
-    fuse_reply_err(req, err);
-    return;
-  }
-  if (int err = give_to_caller(req, dir, dir.fd.get(), bn.name.c_str(), 0, false)) {
-    discard_entry(dir, bn, made_companion);
-    fuse_reply_err(req, -err);
-    return;
-  }
-  reply_new_entry(req, fs, dir, bn);
+  add_entry(
+      req, parent, name, 0,
+      [&](Inode& dir, const char* at) {
+        return errno_unless(::symlinkat(stored.c_str(), dir.fd.get(), at) == 0);
+      },
+      [&](Inode& dir, const char* at) { return give_to_caller(req, dir, dir.fd.get(), at, 0, false); });
 }
 
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
-  Filesystem& fs = fs_of(req);
-  Inode& inode = fs.inode(ino);
-  Inode& dir = fs.inode(newparent);
-  BackingName bn;
-  bool made_companion = false;
-  if (int err = backing_name_for(fs, dir, newname, &bn, true, &made_companion)) {
-    fuse_reply_err(req, -err);
-    return;
-  }
-  if (::linkat(inode.fd.get(), "", dir.fd.get(), bn.name.c_str(), AT_EMPTY_PATH) != 0) {
-    int err = errno;
-    if (made_companion) remove_companion(dir, bn);
-    fuse_reply_err(req, err);
-    return;
-  }
-  reply_new_entry(req, fs, dir, bn);
+  Inode& inode = fs_of(req).inode(ino);
+  add_entry(
+      req, newparent, newname, 0,
+      [&](Inode& dir, const char* at) {
+        return errno_unless(::linkat(inode.fd.get(), "", dir.fd.get(), at, AT_EMPTY_PATH) == 0);
+      },
+      nothing_to_finish);
 }
 
 void remove_entry(fuse_req_t req, fuse_ino_t parent, const char* name, bool directory) {
@@ -580,6 +554,13 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, -err);
     return;
   }
+  // libfuse asks for atomic O_TRUNC, so the kernel leaves truncation to open.
+  if (fi->flags & O_TRUNC) {
+    if (int err = truncate_inode(fs, inode, file->fd.get(), 0)) {
+      fuse_reply_err(req, -err);
+      return;
+    }
+  }
   set_file_info(fs, fi, fi->flags);
   fi->fh = to_handle(std::move(file));
   if (fuse_reply_open(req, fi) == -ENOENT) take_handle<OpenFile>(fi);  // interrupted
@@ -612,6 +593,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     if ((err = -lookup_backing(fs, dir, bn.name, &e)) == 0) {
       Inode& inode = fs.inode(e.ino);
       err = inode.file_type == S_IFREG ? -open_backing(fs, inode, fi->flags, &file) : EISDIR;
+      if (!err && (fi->flags & O_TRUNC)) err = -truncate_inode(fs, inode, file->fd.get(), 0);
       if (err) fs.inodes().forget(inode, 1);
     }
     if (err) {
@@ -628,7 +610,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   fuse_entry_param e;
   if (!err) err = lookup_backing(fs, dir, bn.name, &e);
   if (err) {
-    discard_entry(dir, bn, made_companion);
+    ::unlinkat(dir.fd.get(), bn.name.c_str(), 0);
+    if (made_companion) remove_companion(dir, bn);
     fuse_reply_err(req, -err);
     return;
   }
