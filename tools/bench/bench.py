@@ -102,7 +102,7 @@ def run_scenario(system, scen, steps, rep, args, ctx_args):
     """One scenario on one fresh volume; returns (step records, rss record)."""
     workdir, passfile, log = ctx_args["workdir"], ctx_args["passfile"], ctx_args["log"]
     vol = Volume(system, os.path.join(workdir, f"vol-{system.name}"), passfile, log)
-    ctx = Ctx(vol.mnt, ctx_args["params"], ctx_args["tree"], log, ctx_args["scratch"])
+    ctx = Ctx(vol.mnt, vol.backing, ctx_args["params"], ctx_args["tree"], log, ctx_args["scratch"])
     records, failed = [], None
     try:
         vol.create()
@@ -172,16 +172,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="smaller sizes (about 3 minutes)")
-    ap.add_argument("--runs", type=int, default=3, help="repetitions (default 3)")
+    ap.add_argument("--runs", type=int, default=None,
+                    help="repetitions (default 3; 1 with --quick)")
     ap.add_argument("--workdir", default=os.path.join(REPO, "build", "bench", "work"),
                     help="backing directories and caches (one disk!)")
     ap.add_argument("--out", default=os.path.join(REPO, "build", "bench", "results.json"))
     ap.add_argument("--systems", default=",".join(s.name for s in SYSTEMS))
     ap.add_argument("--scenarios", default=None,
                     help="comma list: seq,small,tree,randrw,meta,parallel")
+    ap.add_argument("--tree-files", type=int, default=None,
+                    help="files in the generated tree (full 40000, quick 3000)")
     ap.add_argument("--no-install", action="store_true",
                     help="do not apt-get install missing tools")
     args = ap.parse_args()
+    if args.runs is None:
+        args.runs = 1 if args.quick else 3
 
     # Turn SIGTERM/SIGHUP into an exception so `finally` unmounts everything.
     def stop(signum, _frame):
@@ -191,7 +196,9 @@ def main():
 
     wanted = args.systems.split(",")
     systems = [s for s in SYSTEMS if s.name in wanted]
-    params = QUICK if args.quick else FULL
+    params = dict(QUICK if args.quick else FULL)
+    if args.tree_files:
+        params["tree_files"] = args.tree_files
     scens = scenarios(params)
     if args.scenarios:
         keep = args.scenarios.split(",")
@@ -266,7 +273,8 @@ def main():
     minfo = machine.collect(workdir)
     mode = "quick" if args.quick else "full"
     head = (f"scratchcrypt bench, {mode} mode"
-            + (" (QUICK: reduced sizes, not comparable with full runs)"
+            + (" (QUICK: reduced sizes and by default a single run, so no "
+               "median; a smoke test, not comparable with full runs)"
                if args.quick else "")
             + f", {args.runs} run(s), {time.time() - started:.0f} s"
             + f", load average at start {load_start[0]:.2f}"

@@ -36,7 +36,13 @@ def collect(workdir):
     src, fstype, opts = (_out(["findmnt", "-no", "SOURCE,FSTYPE,OPTIONS",
                                "--target", workdir]).split() + ["", "", ""])[:3]
     dev = os.path.basename(src)
-    disk = _out(["lsblk", "-ndo", "NAME,SIZE,ROTA,MODEL", src]) if src else ""
+    name, size, rota, *dmodel = (_out(["lsblk", "-ndo", "NAME,SIZE,ROTA,MODEL", src])
+                                .split() if src else []) + ["", "", ""]
+    vendor = _out(["cat", f"/sys/block/{dev}/device/vendor"])
+    disk = (f"{name or dev}, {size}, reports "
+            f"{'rotational' if rota == '1' else 'non-rotational'}"
+            + (f", model {' '.join(m for m in dmodel if m)}" if any(dmodel) else "")
+            + (" (virtio)" if vendor == "0x1af4" else ""))
     return {
         "cpu_model": model,
         "cores": os.cpu_count(),
@@ -46,7 +52,7 @@ def collect(workdir):
         "memory_gib": round(mem_kib / (1 << 20), 1),
         "os": _out(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
         "workdir_fs": {"device": src, "fstype": fstype, "options": opts,
-                       "disk": " ".join(disk.split()) or dev},
+                       "disk": disk},
         "fuse": _out(["fusermount3", "--version"]),
         "fio": _out(["fio", "--version"]),
     }

@@ -38,9 +38,16 @@ class Step:
 class Ctx:
     """What a step sees: the mount point, the sizes, the tree tarball."""
 
-    def __init__(self, mnt, params, tree, log, scratch):
+    def __init__(self, mnt, backing, params, tree, log, scratch):
         self.mnt, self.P, self.tree, self.log = mnt, params, tree, log
+        self.backing = backing
         self.scratch = scratch          # harness-private dir, not the volume
+
+    def syncfs(self):
+        """Flush the volume, then the backing file system: syncfs(2), not a
+        global sync, so other file systems' dirty data does not count."""
+        for path in dict.fromkeys([self.mnt, self.backing]):
+            self.sh(["sync", "-f", path])
 
     def sh(self, argv, timeout=1800, **kw):
         run(argv, self.log, timeout=timeout, **kw)
@@ -92,7 +99,7 @@ def warm_tarball(c):
 
 def untar(c):
     c.sh(["tar", "-xf", c.tree["path"], "-C", c.mnt, "--no-same-owner"])
-    os.sync()
+    c.syncfs()
     return {"bytes": c.tree["bytes"], "files": c.tree["files"]}
 
 
@@ -109,7 +116,7 @@ def md5_all(c):
 
 def rm_tree(c):
     c.sh(["rm", "-rf", os.path.join(c.mnt, "src")])
-    os.sync()
+    c.syncfs()
     return {"files": c.tree["files"] + c.tree["dirs"]}
 
 
