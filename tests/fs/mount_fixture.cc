@@ -1,5 +1,6 @@
 #include "tests/fs/mount_fixture.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
@@ -283,18 +284,40 @@ AsUser as_user(uid_t uid, gid_t gid, const std::function<long()>& fn,
   return r;
 }
 
+namespace {
+
+// Removes `name` in `dirfd`, descending by descriptor: backing trees of deep
+// paths are longer than PATH_MAX, which nftw cannot walk. Never crosses into
+// another file system (a mount that could not be taken down).
+void remove_at(int dirfd, const char* name, dev_t dev) {
+  if (::unlinkat(dirfd, name, 0) == 0 || errno == ENOENT) return;
+  int fd = ::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || st.st_dev != dev) {
+    ::close(fd);
+    return;
+  }
+  DIR* dir = ::fdopendir(fd);
+  if (dir == nullptr) {
+    ::close(fd);
+    return;
+  }
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(dir)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.push_back(e->d_name);
+  }
+  for (const auto& child : names) remove_at(::dirfd(dir), child.c_str(), dev);
+  ::closedir(dir);
+  ::unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+
+}  // namespace
+
 void remove_tree(const std::string& path) {
-  ::nftw(
-      path.c_str(),
-      [](const char* fpath, const struct stat*, int type, struct FTW*) {
-        if (type == FTW_DP) {
-          ::rmdir(fpath);
-        } else {
-          ::unlink(fpath);
-        }
-        return 0;
-      },
-      64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+  struct stat st;
+  if (path.empty() || ::lstat(path.c_str(), &st) != 0) return;
+  remove_at(AT_FDCWD, path.c_str(), st.st_dev);
 }
 
 TempDir::TempDir(const std::string& tag, const std::string& base) {
