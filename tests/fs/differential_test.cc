@@ -479,18 +479,21 @@ void Stream::run(uint64_t seed, uint64_t ops, bool trace,
   }
 }
 
-TEST(Differential, RandomOperationsMatchNativeFilesystem) {
+void run_differential(bool writeback_cache, uint64_t default_ops, uint64_t default_budget) {
   const uint64_t seed = env_number("SCRATCHCRYPT_SEED", 20261124);
-  const uint64_t ops = env_number("SCRATCHCRYPT_DIFF_OPS", 100000);
+  const uint64_t ops = env_number("SCRATCHCRYPT_DIFF_OPS", default_ops);
   const int streams = static_cast<int>(env_number("SCRATCHCRYPT_DIFF_STREAMS", 4));
   const bool trace = env_number("SCRATCHCRYPT_DIFF_TRACE", 0) != 0;  // print every operation
   // A time budget keeps `make test` bounded on a slow or busy machine; the
   // operations run are always a prefix of the seeded sequence. 0 = none.
-  const uint64_t budget = env_number("SCRATCHCRYPT_DIFF_SECONDS", 75);
-  std::printf("differential: SCRATCHCRYPT_SEED=%llu, %llu operations in %d streams (stream k uses "
-              "seed+k)\n",
+  const uint64_t budget = env_number("SCRATCHCRYPT_DIFF_SECONDS", default_budget);
+  std::printf("differential (%s): SCRATCHCRYPT_SEED=%llu, %llu operations in %d streams (stream k "
+              "uses seed+k)\n",
+              writeback_cache ? "--writeback-cache" : "write-through",
               static_cast<unsigned long long>(seed), static_cast<unsigned long long>(ops), streams);
-  Mount mount;
+  Mount mount(MountOptions{writeback_cache ? std::vector<std::string>{"--writeback-cache"}
+                                           : std::vector<std::string>{},
+                           {}});
   ASSERT_TRUE(mount.ok()) << mount.mount_result().output;
   // The reference side lives on tmpfs: its fsyncs cost nothing, so the run
   // time is the mount's.
@@ -545,6 +548,14 @@ TEST(Differential, RandomOperationsMatchNativeFilesystem) {
                 static_cast<unsigned long long>(ops));
   }
   EXPECT_GE(done, std::min<uint64_t>(ops, 10000)) << "too few operations ran to mean anything";
+}
+
+TEST(Differential, RandomOperationsMatchNativeFilesystem) {
+  run_differential(false, 100000, 75);
+}
+
+TEST(Differential, RandomOperationsMatchNativeFilesystemWithWritebackCache) {
+  run_differential(true, 40000, 40);
 }
 
 }  // namespace

@@ -445,9 +445,15 @@ void Mount::teardown() {
 }
 
 void MountTest::SetUp() {
-  m_ = std::make_unique<Mount>(MountOptions{{"--mode", "0777"}, {}});
+  std::vector<std::string> args = {"--mode", "0777"};
+  for (const auto& a : mount_args()) args.push_back(a);
+  m_ = std::make_unique<Mount>(MountOptions{args, {}});
   ASSERT_TRUE(m_->ok()) << "mount failed (" << m_->mount_result().exit_code
                         << "): " << m_->mount_result().output;
+}
+
+std::string cache_mode_name(const ::testing::TestParamInfo<bool>& info) {
+  return info.param ? "WritebackCache" : "WriteThrough";
 }
 
 std::string read_file(const std::string& path, int* err) {

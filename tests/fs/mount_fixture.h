@@ -141,10 +141,22 @@ class Mount {
 class MountTest : public ::testing::Test {
  protected:
   void SetUp() override;
+  // Extra `scratchcrypt mount` arguments for this fixture's volume.
+  virtual std::vector<std::string> mount_args() const { return {}; }
   void TearDown() override { m_.reset(); }
   std::string p(const std::string& relative) const { return m_->path(relative); }
   std::unique_ptr<Mount> m_;
 };
+
+// The same, run once per kernel caching mode: write-through (the default)
+// and --writeback-cache, where dirty data lives in the kernel's page cache.
+class CacheModeTest : public MountTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  std::vector<std::string> mount_args() const override {
+    return GetParam() ? std::vector<std::string>{"--writeback-cache"} : std::vector<std::string>{};
+  }
+};
+std::string cache_mode_name(const ::testing::TestParamInfo<bool>& info);
 
 // File helpers: whole-file read/write through ordinary syscalls.
 std::string read_file(const std::string& path, int* err = nullptr);

@@ -30,7 +30,8 @@
 namespace sctest {
 namespace {
 
-using PosixTest = MountTest;
+class PosixTest : public CacheModeTest {};
+INSTANTIATE_TEST_SUITE_P(Cache, PosixTest, ::testing::Bool(), cache_mode_name);
 
 struct stat stat_of(const std::string& path) {
   struct stat st = {};
@@ -43,7 +44,7 @@ off_t size_of(const std::string& path) { return stat_of(path).st_size; }
 // ---------------------------------------------------------------------------
 // open flags
 
-TEST_F(PosixTest, CreateExclTrunc) {
+TEST_P(PosixTest, CreateExclTrunc) {
   const std::string f = p("f");
   Fd fd(::open(f.c_str(), O_RDWR | O_CREAT | O_EXCL, 0640));
   ASSERT_TRUE(fd.ok()) << strerror(errno);
@@ -71,7 +72,7 @@ TEST_F(PosixTest, CreateExclTrunc) {
   SYS_FAILS(ENOTDIR, ::open(p("f").c_str(), O_RDONLY | O_DIRECTORY));
 }
 
-TEST_F(PosixTest, TruncOnOpenIsDurable) {
+TEST_P(PosixTest, TruncOnOpenIsDurable) {
   // `>` in a shell: O_TRUNC on an existing file. The old bytes must be gone
   // for good, not only from the kernel's view of the size.
   const std::string f = p("f");
@@ -95,7 +96,7 @@ TEST_F(PosixTest, TruncOnOpenIsDurable) {
   EXPECT_EQ(2, size_of(p("g")));
 }
 
-TEST_F(PosixTest, TwoAppenders) {
+TEST_P(PosixTest, TwoAppenders) {
   const std::string f = p("log");
   Fd a(::open(f.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644));
   Fd b(::open(f.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644));
@@ -114,7 +115,7 @@ TEST_F(PosixTest, TwoAppenders) {
   EXPECT_EQ(static_cast<off_t>(expected.size()), size_of(f));
 }
 
-TEST_F(PosixTest, ConcurrentAppendersKeepEveryRecord) {
+TEST_P(PosixTest, ConcurrentAppendersKeepEveryRecord) {
   const std::string f = p("log2");
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
@@ -144,7 +145,7 @@ TEST_F(PosixTest, ConcurrentAppendersKeepEveryRecord) {
   EXPECT_EQ(800u, seen.size());
 }
 
-TEST_F(PosixTest, ODirectAlignedReadBack) {
+TEST_P(PosixTest, ODirectAlignedReadBack) {
   const std::string f = p("direct");
   Fd fd(::open(f.c_str(), O_RDWR | O_CREAT | O_DIRECT, 0644));
   ASSERT_TRUE(fd.ok()) << strerror(errno);
@@ -178,7 +179,7 @@ TEST_F(PosixTest, ODirectAlignedReadBack) {
 // ---------------------------------------------------------------------------
 // read and write at any offset
 
-TEST_F(PosixTest, UnalignedAndOverlappingWrites) {
+TEST_P(PosixTest, UnalignedAndOverlappingWrites) {
   const std::string f = p("rw");
   Fd fd(::open(f.c_str(), O_RDWR | O_CREAT, 0644));
   ASSERT_TRUE(fd.ok());
@@ -207,7 +208,7 @@ TEST_F(PosixTest, UnalignedAndOverlappingWrites) {
   EXPECT_BYTES_EQ(model, read_file(f));
 }
 
-TEST_F(PosixTest, WritePastEofLeavesZeroGap) {
+TEST_P(PosixTest, WritePastEofLeavesZeroGap) {
   const std::string f = p("gap");
   Fd fd(::open(f.c_str(), O_RDWR | O_CREAT, 0644));
   ASSERT_TRUE(pwrite_all(fd.get(), "abc", 0));
@@ -227,7 +228,7 @@ TEST_F(PosixTest, WritePastEofLeavesZeroGap) {
   EXPECT_BYTES_EQ(expected, read_file(f));
 }
 
-TEST_F(PosixTest, ReadAtAndBeyondEof) {
+TEST_P(PosixTest, ReadAtAndBeyondEof) {
   const std::string f = p("eof");
   ASSERT_TRUE(write_file(f, pattern(5000, 3)));
   Fd fd(::open(f.c_str(), O_RDONLY));
@@ -241,7 +242,7 @@ TEST_F(PosixTest, ReadAtAndBeyondEof) {
 // ---------------------------------------------------------------------------
 // truncate
 
-TEST_F(PosixTest, TruncateDownAndUp) {
+TEST_P(PosixTest, TruncateDownAndUp) {
   const std::string f = p("t");
   const std::string full = pattern(3 * 4096 + 123, 9);
   const off_t sizes[] = {0, 1, 15, 16, 17, 4095, 4096, 4097};
@@ -286,7 +287,7 @@ TEST_F(PosixTest, TruncateDownAndUp) {
   }
 }
 
-TEST_F(PosixTest, TruncateErrors) {
+TEST_P(PosixTest, TruncateErrors) {
   SYS_OK(::mkdir(p("d").c_str(), 0755));
   SYS_FAILS(EISDIR, ::truncate(p("d").c_str(), 0));
   SYS_FAILS(ENOENT, ::truncate(p("none").c_str(), 0));
@@ -299,7 +300,7 @@ TEST_F(PosixTest, TruncateErrors) {
 // ---------------------------------------------------------------------------
 // fallocate, holes, sparse files
 
-TEST_F(PosixTest, FallocateModes) {
+TEST_P(PosixTest, FallocateModes) {
   const std::string f = p("fa");
   Fd fd(::open(f.c_str(), O_RDWR | O_CREAT, 0644));
   ASSERT_TRUE(pwrite_all(fd.get(), pattern(100, 1), 0));
@@ -323,7 +324,7 @@ TEST_F(PosixTest, FallocateModes) {
   EXPECT_BYTES_EQ(expected, read_file(f));
 }
 
-TEST_F(PosixTest, PunchHoleZeroesAndFreesBackingBlocks) {
+TEST_P(PosixTest, PunchHoleZeroesAndFreesBackingBlocks) {
   const std::string f = p("hole");
   const size_t size = 1 << 20;
   std::string expected = pattern(size, 11);
@@ -363,7 +364,7 @@ TEST_F(PosixTest, PunchHoleZeroesAndFreesBackingBlocks) {
   EXPECT_BYTES_EQ(expected, read_file(f));
 }
 
-TEST_F(PosixTest, ZeroRange) {
+TEST_P(PosixTest, ZeroRange) {
   const std::string f = p("zr");
   std::string expected = pattern(20000, 5);
   ASSERT_TRUE(write_file(f, expected));
@@ -378,7 +379,7 @@ TEST_F(PosixTest, ZeroRange) {
   EXPECT_BYTES_EQ(expected, pread_str(fd.get(), 30000, 0));
 }
 
-TEST_F(PosixTest, SparseFileAt64GiB) {
+TEST_P(PosixTest, SparseFileAt64GiB) {
   const std::string f = p("sparse");
   const off_t at = 64LL << 30;
   Fd fd(::open(f.c_str(), O_RDWR | O_CREAT, 0644));
@@ -435,7 +436,7 @@ void check_seek_consistency(int fd, const std::string& contents, const std::stri
   SYS_FAILS(ENXIO, ::lseek(fd, size + 5, SEEK_HOLE));
 }
 
-TEST_F(PosixTest, SeekDataAndHole) {
+TEST_P(PosixTest, SeekDataAndHole) {
   const std::string f = p("seek");
   Fd fd(::open(f.c_str(), O_RDWR | O_CREAT, 0644));
   const off_t mib = 1 << 20;
@@ -465,7 +466,7 @@ TEST_F(PosixTest, SeekDataAndHole) {
 // ---------------------------------------------------------------------------
 // rename
 
-TEST_F(PosixTest, RenameOverFileAndAcrossDirectories) {
+TEST_P(PosixTest, RenameOverFileAndAcrossDirectories) {
   ASSERT_TRUE(write_file(p("a"), "AAA"));
   ASSERT_TRUE(write_file(p("b"), "BBBBB"));
   SYS_OK(::rename(p("a").c_str(), p("b").c_str()));
@@ -486,7 +487,7 @@ TEST_F(PosixTest, RenameOverFileAndAcrossDirectories) {
   EXPECT_EQ("AAA", read_file(p("d3/moved")));
 }
 
-TEST_F(PosixTest, RenameDirectories) {
+TEST_P(PosixTest, RenameDirectories) {
   SYS_OK(::mkdir(p("src").c_str(), 0755));
   ASSERT_TRUE(write_file(p("src/inner"), "in"));
   SYS_OK(::mkdir(p("empty").c_str(), 0755));
@@ -506,7 +507,7 @@ TEST_F(PosixTest, RenameDirectories) {
   EXPECT_EQ("new", read_file(p("empty/new")));
 }
 
-TEST_F(PosixTest, RenameNoreplaceAndExchange) {
+TEST_P(PosixTest, RenameNoreplaceAndExchange) {
   ASSERT_TRUE(write_file(p("a"), "A"));
   ASSERT_TRUE(write_file(p("b"), "B"));
   SYS_FAILS(EEXIST, ::renameat2(AT_FDCWD, p("a").c_str(), AT_FDCWD, p("b").c_str(), RENAME_NOREPLACE));
@@ -540,7 +541,7 @@ TEST_F(PosixTest, RenameNoreplaceAndExchange) {
   EXPECT_EQ("LA", read_file(p("other/" + long_b)));
 }
 
-TEST_F(PosixTest, RenameLongNames) {
+TEST_P(PosixTest, RenameLongNames) {
   const std::string l1(176, 'L'), l2(255, 'M'), s = "short";
   ASSERT_TRUE(write_file(p(s), "data"));
   SYS_OK(::rename(p(s).c_str(), p(l1).c_str()));
@@ -566,7 +567,7 @@ TEST_F(PosixTest, RenameLongNames) {
 // ---------------------------------------------------------------------------
 // links
 
-TEST_F(PosixTest, HardLinks) {
+TEST_P(PosixTest, HardLinks) {
   ASSERT_TRUE(write_file(p("orig"), "one"));
   SYS_OK(::mkdir(p("d").c_str(), 0755));
   SYS_OK(::link(p("orig").c_str(), p("d/alias").c_str()));
@@ -593,7 +594,7 @@ TEST_F(PosixTest, HardLinks) {
   EXPECT_BYTES_EQ(pattern(9000, 4), read_file(p(std::string(200, 'h'))));
 }
 
-TEST_F(PosixTest, Symlinks) {
+TEST_P(PosixTest, Symlinks) {
   const std::string targets[] = {"x", "relative/path/to/file", "/absolute/target/../x",
                                  std::string(3000, 't'), "../up/and\x01\xff odd bytes"};
   int i = 0;
@@ -631,14 +632,14 @@ TEST_F(PosixTest, Symlinks) {
   EXPECT_EQ("content", read_file(p("tofile")));
 }
 
-TEST_F(PosixTest, ReadlinkOfNonSymlinkIsEinval) {
+TEST_P(PosixTest, ReadlinkOfNonSymlinkIsEinval) {
   ASSERT_TRUE(write_file(p("f"), "x"));
   char buf[10];
   SYS_FAILS(EINVAL, ::readlink(p("f").c_str(), buf, sizeof buf));
   SYS_FAILS(ENOENT, ::readlink(p("nothing").c_str(), buf, sizeof buf));
 }
 
-TEST_F(PosixTest, UnlinkWhileOpen) {
+TEST_P(PosixTest, UnlinkWhileOpen) {
   ASSERT_TRUE(write_file(p("f"), pattern(10000, 8)));
   Fd fd(::open(p("f").c_str(), O_RDWR));
   SYS_OK(::unlink(p("f").c_str()));
@@ -658,7 +659,7 @@ TEST_F(PosixTest, UnlinkWhileOpen) {
 // ---------------------------------------------------------------------------
 // directories
 
-TEST_F(PosixTest, MkdirRmdir) {
+TEST_P(PosixTest, MkdirRmdir) {
   SYS_OK(::mkdir(p("d").c_str(), 0750));
   struct stat st = stat_of(p("d"));
   EXPECT_TRUE(S_ISDIR(st.st_mode));
@@ -706,7 +707,7 @@ std::vector<std::pair<std::string, unsigned char>> list_dir(const std::string& p
   return out;
 }
 
-TEST_F(PosixTest, ReaddirTypes) {
+TEST_P(PosixTest, ReaddirTypes) {
   ASSERT_TRUE(write_file(p("file"), "x"));
   SYS_OK(::mkdir(p("dir").c_str(), 0755));
   SYS_OK(::symlink("file", p("link").c_str()));
@@ -727,7 +728,7 @@ TEST_F(PosixTest, ReaddirTypes) {
   EXPECT_EQ(DT_DIR, types[".."]);
 }
 
-TEST_F(PosixTest, Readdir2000Entries) {
+TEST_P(PosixTest, Readdir2000Entries) {
   std::set<std::string> names;
   for (int i = 0; i < 2000; ++i) {
     std::string name = "entry-" + std::to_string(i);
@@ -756,7 +757,7 @@ TEST_F(PosixTest, Readdir2000Entries) {
   ::closedir(d);
 }
 
-TEST_F(PosixTest, ReaddirStableUnderConcurrentChanges) {
+TEST_P(PosixTest, ReaddirStableUnderConcurrentChanges) {
   std::set<std::string> stable;
   for (int i = 0; i < 1000; ++i) {
     std::string name = "s" + std::to_string(i);
@@ -805,7 +806,7 @@ TEST_F(PosixTest, ReaddirStableUnderConcurrentChanges) {
 // ---------------------------------------------------------------------------
 // attributes
 
-TEST_F(PosixTest, ChmodChown) {
+TEST_P(PosixTest, ChmodChown) {
   ASSERT_TRUE(write_file(p("f"), "x"));
   SYS_OK(::chmod(p("f").c_str(), 04751));
   EXPECT_EQ(04751u, stat_of(p("f")).st_mode & 07777);
@@ -840,7 +841,7 @@ TEST_F(PosixTest, ChmodChown) {
   EXPECT_EQ(kUserA, stat_of(p("f")).st_uid);
 }
 
-TEST_F(PosixTest, Utimens) {
+TEST_P(PosixTest, Utimens) {
   ASSERT_TRUE(write_file(p("f"), "x"));
   struct timespec ts[2] = {{1000000000, 123456789}, {1200000000, 987654321}};
   SYS_OK(::utimensat(AT_FDCWD, p("f").c_str(), ts, 0));
@@ -896,7 +897,7 @@ TEST_F(PosixTest, Utimens) {
   EXPECT_EQ(987654321, stat_of(p("d")).st_mtim.tv_nsec);
 }
 
-TEST_F(PosixTest, Statfs) {
+TEST_P(PosixTest, Statfs) {
   struct statvfs st;
   SYS_OK(::statvfs(m_->mnt().c_str(), &st));
   EXPECT_EQ(255u, st.f_namemax);
@@ -907,7 +908,7 @@ TEST_F(PosixTest, Statfs) {
   EXPECT_GT(st.f_files, 0u);
 }
 
-TEST_F(PosixTest, FsyncAndFdatasync) {
+TEST_P(PosixTest, FsyncAndFdatasync) {
   Fd fd(::open(p("f").c_str(), O_RDWR | O_CREAT, 0644));
   ASSERT_TRUE(pwrite_all(fd.get(), pattern(100000, 2), 0));
   SYS_OK(::fsync(fd.get()));
@@ -927,7 +928,7 @@ TEST_F(PosixTest, FsyncAndFdatasync) {
 // ---------------------------------------------------------------------------
 // locks
 
-TEST_F(PosixTest, FlockAndPosixLocksConflictAcrossProcesses) {
+TEST_P(PosixTest, FlockAndPosixLocksConflictAcrossProcesses) {
   ASSERT_TRUE(write_file(p("lock"), "0123456789"));
   Fd fd(::open(p("lock").c_str(), O_RDWR));
   struct flock fl = {};
@@ -1009,7 +1010,7 @@ TEST_F(PosixTest, FlockAndPosixLocksConflictAcrossProcesses) {
 // ---------------------------------------------------------------------------
 // extended attributes
 
-TEST_F(PosixTest, UserXattrs) {
+TEST_P(PosixTest, UserXattrs) {
   ASSERT_TRUE(write_file(p("f"), "x"));
   SYS_OK(::mkdir(p("d").c_str(), 0755));
   for (const std::string& obj : std::vector<std::string>{p("f"), p("d")}) {
@@ -1076,7 +1077,7 @@ TEST_F(PosixTest, UserXattrs) {
   EXPECT_EQ(3000, ::getxattr(p("renamed").c_str(), "user.big", nullptr, 0));
 }
 
-TEST_F(PosixTest, XattrPermissions) {
+TEST_P(PosixTest, XattrPermissions) {
   ASSERT_TRUE(write_file(p("f"), "x", 0644));
   SYS_OK(::chown(p("f").c_str(), kUserA, kGroupA));
   auto r = as_user(kUserA, kGroupA, [&] {
@@ -1098,7 +1099,7 @@ TEST_F(PosixTest, XattrPermissions) {
 // ---------------------------------------------------------------------------
 // mmap
 
-TEST_F(PosixTest, MmapReadAndSharedWrite) {
+TEST_P(PosixTest, MmapReadAndSharedWrite) {
   const std::string f = p("map");
   const size_t size = 3 * 4096 + 100;
   std::string expected = pattern(size, 21);
@@ -1132,7 +1133,7 @@ TEST_F(PosixTest, MmapReadAndSharedWrite) {
   EXPECT_BYTES_EQ(expected, read_file(f));
 }
 
-TEST_F(PosixTest, MmapWriteExtendsAfterFtruncate) {
+TEST_P(PosixTest, MmapWriteExtendsAfterFtruncate) {
   const std::string f = p("grow");
   Fd fd(::open(f.c_str(), O_RDWR | O_CREAT, 0644));
   SYS_OK(::ftruncate(fd.get(), 10000));
@@ -1150,7 +1151,7 @@ TEST_F(PosixTest, MmapWriteExtendsAfterFtruncate) {
 // ---------------------------------------------------------------------------
 // names and paths
 
-TEST_F(PosixTest, NameLengths) {
+TEST_P(PosixTest, NameLengths) {
   for (size_t len : {1u, 2u, 15u, 16u, 174u, 175u, 176u, 177u, 200u, 254u, 255u}) {
     const std::string name(len, static_cast<char>('a' + len % 26));
     SCOPED_TRACE("name length " + std::to_string(len));
@@ -1173,7 +1174,7 @@ TEST_F(PosixTest, NameLengths) {
   }
 }
 
-TEST_F(PosixTest, EveryByteInNames) {
+TEST_P(PosixTest, EveryByteInNames) {
   std::set<std::string> names;
   for (int c = 1; c < 256; ++c) {
     if (c == '/' || c == '.') continue;
@@ -1201,7 +1202,7 @@ TEST_F(PosixTest, EveryByteInNames) {
   check();
 }
 
-TEST_F(PosixTest, DeepPathNearPathMax) {
+TEST_P(PosixTest, DeepPathNearPathMax) {
   Fd root(::open(m_->mnt().c_str(), O_RDONLY | O_DIRECTORY));
   std::string rel;
   for (int level = 0; level < 40; ++level) {
@@ -1230,7 +1231,7 @@ TEST_F(PosixTest, DeepPathNearPathMax) {
   EXPECT_EQ("deep", pread_str(fd.get(), 100, 0));
 }
 
-TEST_F(PosixTest, FileLengthsRoundTrip) {
+TEST_P(PosixTest, FileLengthsRoundTrip) {
   std::vector<size_t> lengths;
   for (size_t n = 0; n <= 70; ++n) lengths.push_back(n);
   for (size_t n = 4080; n <= 4112; ++n) lengths.push_back(n);
@@ -1257,7 +1258,7 @@ TEST_F(PosixTest, FileLengthsRoundTrip) {
 // ---------------------------------------------------------------------------
 // users and permissions
 
-TEST_F(PosixTest, PermissionChecksForTwoUsers) {
+TEST_P(PosixTest, PermissionChecksForTwoUsers) {
   // Created by A: owned by A with A's group.
   auto r = as_user(kUserA, kGroupA, [&] {
     int fd = ::open(p("a_private").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
@@ -1348,7 +1349,7 @@ TEST_F(PosixTest, PermissionChecksForTwoUsers) {
   EXPECT_EQ(EACCES, r.err);
 }
 
-TEST_F(PosixTest, SetgidDirectory) {
+TEST_P(PosixTest, SetgidDirectory) {
   SYS_OK(::mkdir(p("shared").c_str(), 0777));
   SYS_OK(::chown(p("shared").c_str(), 0, kGroupShared));
   SYS_OK(::chmod(p("shared").c_str(), 02777));
@@ -1383,7 +1384,7 @@ TEST_F(PosixTest, SetgidDirectory) {
   EXPECT_FALSE(stat_of(p("shared/file")).st_mode & S_ISGID) << "non-members cannot set setgid";
 }
 
-TEST_F(PosixTest, SuidBitClearedOnWriteByOther) {
+TEST_P(PosixTest, SuidBitClearedOnWriteByOther) {
   ASSERT_TRUE(write_file(p("f"), "x", 0666));
   SYS_OK(::chown(p("f").c_str(), kUserA, kGroupA));
   SYS_OK(::chmod(p("f").c_str(), 04777));
@@ -1395,7 +1396,7 @@ TEST_F(PosixTest, SuidBitClearedOnWriteByOther) {
   EXPECT_FALSE(stat_of(p("f")).st_mode & S_ISUID) << "a write by another user clears setuid";
 }
 
-TEST_F(PosixTest, MknodFifoAndDevices) {
+TEST_P(PosixTest, MknodFifoAndDevices) {
   SYS_OK(::mknod(p("fifo").c_str(), S_IFIFO | 0644, 0));
   EXPECT_TRUE(S_ISFIFO(stat_of(p("fifo")).st_mode));
   // A FIFO passes data between a writer and a reader.
@@ -1424,7 +1425,7 @@ TEST_F(PosixTest, MknodFifoAndDevices) {
 // ---------------------------------------------------------------------------
 // concurrency
 
-TEST_F(PosixTest, ConcurrentOverlappingWritersNeverTear) {
+TEST_P(PosixTest, ConcurrentOverlappingWritersNeverTear) {
   const std::string f = p("shared");
   const size_t file_size = 64 * 1024;
   ASSERT_TRUE(write_file(f, std::string(file_size, '\0')));
@@ -1510,7 +1511,7 @@ void rmw_stress(const std::string& f, int extra_flags) {
   EXPECT_BYTES_EQ(expected, read_file(f));
 }
 
-TEST_F(PosixTest, ReadModifyWriteStressBuffered) {
+TEST_P(PosixTest, ReadModifyWriteStressBuffered) {
   rmw_stress(p("rmw"), 0);
   ASSERT_TRUE(m_->remount());
   std::string expected(4096, '.');
@@ -1518,7 +1519,7 @@ TEST_F(PosixTest, ReadModifyWriteStressBuffered) {
   EXPECT_BYTES_EQ(expected, read_file(p("rmw")));
 }
 
-TEST_F(PosixTest, ReadModifyWriteStressDirectIo) {
+TEST_P(PosixTest, ReadModifyWriteStressDirectIo) {
   // O_DIRECT sends every 1-byte write to the daemon: four threads then
   // read-modify-write the same 4 KiB data unit at once.
   rmw_stress(p("rmw"), O_DIRECT);
@@ -1528,7 +1529,7 @@ TEST_F(PosixTest, ReadModifyWriteStressDirectIo) {
   EXPECT_BYTES_EQ(expected, read_file(p("rmw")));
 }
 
-TEST_F(PosixTest, ConcurrentTruncateAndWrite) {
+TEST_P(PosixTest, ConcurrentTruncateAndWrite) {
   // Writers extend while another thread truncates: the file must stay
   // readable and every byte must be zero or a writer's pattern.
   const std::string f = p("tw");
