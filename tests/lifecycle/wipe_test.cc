@@ -138,7 +138,10 @@ struct Holder {
     char head[16] = {};
   };
 
-  static Holder start(const std::string& path) {
+  // Holds `path` open and reads it on request; with `from_cwd`, instead
+  // lives in the file's directory and opens it afresh (by its relative
+  // name) for every read.
+  static Holder start(const std::string& path, bool from_cwd = false) {
     int to[2], from[2];
     Holder h;
     if (::pipe(to) != 0 || ::pipe(from) != 0) return h;
@@ -146,14 +149,22 @@ struct Holder {
     if (h.pid == 0) {
       ::close(to[1]);
       ::close(from[0]);
-      ::prctl(PR_SET_NAME, "sc-holder");
-      if (::chdir("/") != 0) _exit(1);
-      int fd = ::open(path.c_str(), O_RDONLY);
+      ::prctl(PR_SET_NAME, from_cwd ? "sc-cwd-holder" : "sc-holder");
+      const std::string dir = path.substr(0, path.rfind('/')), name = path.substr(path.rfind('/') + 1);
+      if (::chdir(from_cwd ? dir.c_str() : "/") != 0) _exit(1);
+      int fd = from_cwd ? -1 : ::open(path.c_str(), O_RDONLY);
       char c;
       while (::read(to[0], &c, 1) == 1) {
         Read r;
-        r.n = fd < 0 ? -3 : ::pread(fd, r.head, sizeof r.head, 0);
-        r.err = errno;
+        if (from_cwd) {
+          int f = ::open(name.c_str(), O_RDONLY);
+          r.n = f < 0 ? -1 : ::pread(f, r.head, sizeof r.head, 0);
+          r.err = errno;
+          if (f >= 0) ::close(f);
+        } else {
+          r.n = fd < 0 ? -3 : ::pread(fd, r.head, sizeof r.head, 0);
+          r.err = errno;
+        }
         if (::write(from[1], &r, sizeof r) != sizeof r) break;
       }
       _exit(0);
@@ -190,18 +201,24 @@ TEST_F(WipeTest, BusyIsRefusedAndForceCutsHoldersOff) {
   auto before = h.read();
   ASSERT_EQ(16, before.n) << std::strerror(before.err);
   ASSERT_EQ(data.substr(0, 16), std::string(before.head, 16));
+  Holder cwd = Holder::start(mnt("b") + "/data", true);
+  ASSERT_GT(cwd.pid, 0);
+  auto cwd_before = cwd.read();
+  ASSERT_EQ(16, cwd_before.n) << std::strerror(cwd_before.err);
 
   const size_t lines = record_lines(record_log_);
   RunResult busy = sc({"wipe", mnt("b")});
   EXPECT_EQ(3, busy.exit_code) << busy.output;
   EXPECT_TRUE(contains(busy.output, "pid " + std::to_string(h.pid))) << busy.output;
   EXPECT_TRUE(contains(busy.output, "sc-holder")) << busy.output;
+  EXPECT_TRUE(contains(busy.output, "pid " + std::to_string(cwd.pid))) << busy.output;
   // Refused means untouched.
   EXPECT_TRUE(is_mountpoint(mnt("b")));
   EXPECT_GT(key_serial(id), 0);
   EXPECT_EQ(data, slurp(mnt("b") + "/data").substr(0, data.size()));
   EXPECT_EQ(lines, record_lines(record_log_));
   EXPECT_EQ(16, h.read().n);
+  EXPECT_EQ(16, cwd.read().n);
 
   RunResult forced = sc({"wipe", "--force", "--wait", mnt("b")});
   ASSERT_EQ(0, forced.exit_code) << forced.output;
@@ -210,6 +227,11 @@ TEST_F(WipeTest, BusyIsRefusedAndForceCutsHoldersOff) {
                          << std::string(after.head, std::max(0L, std::min(after.n, 16L))) << "'";
   EXPECT_TRUE(after.err == EIO || after.err == ENOTCONN) << std::strerror(after.err);
   h.stop();
+  auto cwd_after = cwd.read();
+  EXPECT_EQ(-1, cwd_after.n) << "a process living in the volume opened and read a file after a forced wipe";
+  EXPECT_TRUE(cwd_after.err == EIO || cwd_after.err == ENOTCONN || cwd_after.err == ENOENT)
+      << std::strerror(cwd_after.err);
+  cwd.stop();
 
   int err = 0;
   std::string leftover = slurp(mnt("b") + "/data", &err);
@@ -220,7 +242,7 @@ TEST_F(WipeTest, BusyIsRefusedAndForceCutsHoldersOff) {
   auto rec = wait_record(id, std::chrono::seconds(1));
   ASSERT_TRUE(rec.has_value());
   EXPECT_TRUE((*rec)["forced"].boolean);
-  EXPECT_EQ(1, rec->num("holders_cut_off"));
+  EXPECT_EQ(2, rec->num("holders_cut_off"));
   EXPECT_EQ("complete", rec->str("outcome"));
 }
 
