@@ -62,7 +62,8 @@ $(BUILD)/unit_tests: $(call test_obj,unit) $(BUILD)/libscratchcrypt.a
 $(BUILD)/fs_tests: $(call test_obj,fs) $(BUILD)/libscratchcrypt.a
 	@echo "  LINK    $@"
 	$(Q)$(CXX) $(CXXFLAGS) $(filter %.o %.a,$^) -o $@ $(GTEST_LIBS) $(LDLIBS)
-$(BUILD)/lifecycle_tests: $(call test_obj,lifecycle) $(BUILD)/libscratchcrypt.a
+$(BUILD)/lifecycle_tests: $(call test_obj,lifecycle) $(call obj,tests/fs/mount_fixture.cc) \
+                          $(BUILD)/libscratchcrypt.a
 	@echo "  LINK    $@"
 	$(Q)$(CXX) $(CXXFLAGS) $(filter %.o %.a,$^) -o $@ $(GTEST_LIBS) $(LDLIBS)
 $(BUILD)/crypto_bench: $(call obj,tests/bench/crypto_bench.cc) $(BUILD)/libscratchcrypt.a
@@ -105,11 +106,12 @@ test: deps
 demo: deps $(BUILD)/scratchcrypt
 	tools/demo
 
+# BENCH_ARGS passes options through, e.g. BENCH_ARGS="--tree-files 20000".
 bench: deps $(BUILD)/scratchcrypt
-	/usr/bin/python3 tools/bench/bench.py
+	/usr/bin/python3 tools/bench/bench.py $(BENCH_ARGS)
 
 bench-quick: deps $(BUILD)/scratchcrypt
-	/usr/bin/python3 tools/bench/bench.py --quick
+	/usr/bin/python3 tools/bench/bench.py --quick $(BENCH_ARGS)
 
 bench-crypto: deps $(BUILD)/crypto_bench
 	$(BUILD)/crypto_bench

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -113,6 +114,20 @@ void harden_process() {
   // none of it can be swapped out.
   ::mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT);
   ::umask(0);  // the kernel already applied the caller's umask
+  // One descriptor per inode the kernel knows: a job's tree needs far more
+  // than the soft limit of 1024 a prolog may hand down.
+  rlimit files;
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0) {
+    std::ifstream nr_open("/proc/sys/fs/nr_open");
+    rlim_t most = 0;
+    if (nr_open >> most && most > files.rlim_max) files.rlim_max = most;
+    files.rlim_cur = files.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &files) != 0) {
+      ::getrlimit(RLIMIT_NOFILE, &files);
+      files.rlim_cur = files.rlim_max;
+      ::setrlimit(RLIMIT_NOFILE, &files);
+    }
+  }
 }
 
 // Reports the daemon's verdict to the waiting caller: "0\n" or "<code> <message>".

@@ -176,6 +176,10 @@ void set_file_info(Filesystem&, fuse_file_info* fi, int user_flags) {
   } else {
     fi->keep_cache = 1;  // nobody else writes the backing file
   }
+  // close(2) need not wait for a FLUSH round trip: data is written through
+  // at write(2) (or at fsync with the write-back cache), and locks are the
+  // kernel's own.
+  fi->noflush = 1;
 }
 
 // Loads the size and allocation of an inode the first time it is opened.
@@ -215,10 +219,7 @@ int object_id(Filesystem& fs, Inode& inode, std::vector<uint8_t>* out) {
   }
   if (inode.file_type == S_IFREG) {
     FileId id;
-    UniqueFd fd(::open(proc_path(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC | O_NOATIME));
-    if (!fd.valid()) fd.reset(::open(proc_path(inode.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return -errno;
-    if (int err = fs.file_id(inode, fd.get(), &id)) return err;
+    if (int err = fs.file_id(inode, -1, &id)) return err;
     out->assign(id.bytes.begin(), id.bytes.end());
     return 0;
   }
@@ -754,6 +755,13 @@ int fallocate_locked(Filesystem& fs, Inode& inode, int fd, const FileId& id, int
 }
 
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  // With the write-back cache, data may still sit in the kernel's dirty pages
+  // where the backing file has a hole. ENOSYS makes the kernel answer itself
+  // (the whole file counts as data), which is correct, if less precise.
+  if (fs_of(req).options().writeback_cache) {
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   off_t result = ::lseek(handle<OpenFile>(fi).fd.get(), off, whence);
   if (result < 0) {
     fuse_reply_err(req, errno);
@@ -1100,6 +1108,12 @@ int Filesystem::dir_id(Inode& dir, DirId* out) {
 int Filesystem::file_id(Inode& file, int open_fd, FileId* out) {
   std::lock_guard lock(file.ids_mu);
   if (!file.file_id) {
+    UniqueFd own;
+    if (open_fd < 0) {  // xattr ids are read through a real descriptor
+      own.reset(::open(proc_path(file.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+      if (!own.valid()) return -errno;
+      open_fd = own.get();
+    }
     FileId id;
     if (int err = read_file_id(open_fd, &id)) {
       log::warning("a file has no valid id (backing inode " + std::to_string(file.ino) +

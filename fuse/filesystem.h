@@ -40,6 +40,7 @@ class Filesystem {
   Inode& root() { return *root_; }
 
   // Ids of backing objects, cached in the inode. -EIO if missing/corrupt.
+  // `open_fd` is a descriptor of the file if the caller has one, else -1.
   int dir_id(Inode& dir, DirId* out);
   int file_id(Inode& file, int open_fd, FileId* out);
 

@@ -31,10 +31,14 @@ std::string unescape(const std::string& field) {
   return out;
 }
 
-bool under(const std::string& path, const std::string& root) {
+}  // namespace
+
+bool path_under(const std::string& path, const std::string& root) {
   return path == root || (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
                           path[root.size()] == '/');
 }
+
+namespace {
 
 std::string read_link(const std::string& path) {
   char buf[PATH_MAX];
@@ -146,11 +150,11 @@ std::vector<Holder> processes_using(const std::string& path) {
     long pid = std::strtol(entry->d_name, &end, 10);
     if (*end != '\0' || pid <= 0 || pid == self) continue;
     const std::string base = std::string("/proc/") + entry->d_name;
-    bool uses = under(read_link(base + "/cwd"), root) || under(read_link(base + "/root"), root);
+    bool uses = path_under(read_link(base + "/cwd"), root) || path_under(read_link(base + "/root"), root);
     if (!uses) {
       if (DIR* fds = ::opendir((base + "/fd").c_str())) {
         while (dirent* fd = ::readdir(fds)) {
-          if (fd->d_name[0] != '.' && under(read_link(base + "/fd/" + fd->d_name), root)) {
+          if (fd->d_name[0] != '.' && path_under(read_link(base + "/fd/" + fd->d_name), root)) {
             uses = true;
             break;
           }
@@ -163,7 +167,7 @@ std::vector<Holder> processes_using(const std::string& path) {
       std::string line;
       while (!uses && std::getline(maps, line)) {
         auto slash = line.find('/');
-        if (slash != std::string::npos && under(line.substr(slash), root)) uses = true;
+        if (slash != std::string::npos && path_under(line.substr(slash), root)) uses = true;
       }
     }
     if (uses) {

@@ -28,6 +28,9 @@ std::string absolute_path(const std::string& path);
 // The directory part of an absolute path ("/a/b" -> "/a", "/a" -> "/").
 std::string parent_dir(const std::string& path);
 
+// True when `path` is `root` or lies below it (textually).
+bool path_under(const std::string& path, const std::string& root);
+
 // True when `path` is a directory with no entries but . and ..
 bool directory_is_empty(const std::string& path);
 

@@ -1,6 +1,13 @@
 #include "tools/holders.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
 
 #include <cerrno>
 #include <fstream>
@@ -8,6 +15,7 @@
 
 #include "fuse/error.h"
 #include "fuse/mounts.h"
+#include "fuse/unique_fd.h"
 
 namespace scratchcrypt {
 
@@ -36,6 +44,39 @@ bool has_exited(pid_t pid) {
 }
 
 }  // namespace
+
+int evict_cached_data(const std::string& mountpoint) {
+  const std::string root = absolute_path(mountpoint);
+  int killed = 0;
+  for (const auto& holder : processes_using(mountpoint)) {
+    const std::string base = "/proc/" + std::to_string(holder.pid);
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, holder.pid, 0)));
+    if (DIR* fds = ::opendir((base + "/fd").c_str())) {
+      while (dirent* entry = ::readdir(fds)) {
+        char target[PATH_MAX];
+        const std::string link = base + "/fd/" + entry->d_name;
+        ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+        if (n <= 0 || !pidfd.valid()) continue;
+        if (!path_under(std::string(target, static_cast<size_t>(n)), root)) continue;
+        UniqueFd copy(static_cast<int>(
+            ::syscall(SYS_pidfd_getfd, pidfd.get(), std::atoi(entry->d_name), 0)));
+        if (copy.valid()) ::posix_fadvise(copy.get(), 0, 0, POSIX_FADV_DONTNEED);
+      }
+      ::closedir(fds);
+    }
+    std::ifstream maps(base + "/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+      auto slash = line.find('/');
+      if (slash != std::string::npos && path_under(line.substr(slash), root)) {
+        ::kill(holder.pid, SIGKILL);
+        ++killed;
+        break;
+      }
+    }
+  }
+  return killed;
+}
 
 bool process_alive(pid_t pid) { return pid > 0 && !has_exited(pid); }
 

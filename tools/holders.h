@@ -12,6 +12,14 @@ namespace scratchcrypt {
 // `action` is refused and how to force it.
 [[noreturn]] void refuse_busy(const std::string& path, const std::string& action);
 
+// Takes the volume's data away from processes that still use it, once its
+// FUSE connection is aborted: pages the kernel cached for their open files
+// are dropped (through duplicates of their own descriptors, which needs no
+// request to the daemon), and processes that have volume files mapped into
+// memory, whose pages cannot be taken back, are killed. Returns how many
+// processes were killed.
+int evict_cached_data(const std::string& mountpoint);
+
 // True while `pid` runs (a zombie counts as gone).
 bool process_alive(pid_t pid);
 

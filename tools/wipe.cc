@@ -86,7 +86,9 @@ std::optional<std::string> find_backing(const Config& config, const std::string&
 Target resolve(const Config& config, const std::string& given) {
   const std::string path = absolute_path(given);
   Target t;
-  if (auto record = find_volume(path)) {
+  auto record = find_volume(given);  // a volume id
+  if (!record) record = find_volume(path);
+  if (record) {
     t = {record->id, record->backing, record->mountpoint, record->pid, record->job, record->uid};
   } else if (auto mount = mount_at(path); mount && mount->fstype == "fuse.scratchcrypt") {
     t.id = mount->source.substr(mount->source.find(':') + 1);
@@ -123,6 +125,7 @@ int cut_off(const Target& t, bool force) {
     auto mount = mount_at(t.mountpoint);
     if (mount && (force || is_dead_mount(t.mountpoint))) {
       abort_fuse_connection(*mount);
+      if (holders > 0) evict_cached_data(t.mountpoint);
       if (::umount2(t.mountpoint.c_str(), MNT_DETACH) != 0 && errno != EINVAL) {
         throw Error(errno_text("cannot detach " + t.mountpoint, errno));
       }
@@ -198,7 +201,10 @@ void finish_deletion(const Config& config, const std::string& trash, WipeRecord 
   record.deletion_finished_ms = now_ms();
   const bool deleted = !exists(trash);
   lock.reset();  // a waiting epilogue may return now
-  record.trim = deleted && config.trim ? trim_free_space(parent) : "skipped";
+  // FITRIM scans the whole file system and can take many seconds, so it runs
+  // after the record is written; its outcome goes to the log.
+  const bool trim = deleted && config.trim;
+  record.trim = trim ? "after-record" : "skipped";
   const bool mounted = !record.mountpoint.empty() && mount_of_volume(record.volume).has_value();
   const bool key_left = keyring::load(record.volume).has_value();
   record.verified = deleted && !mounted && !key_left &&
@@ -212,6 +218,7 @@ void finish_deletion(const Config& config, const std::string& trash, WipeRecord 
   }
   append_record(config.record_log, record);
   if (!record.verified) throw Error("wipe of volume " + record.volume + " failed: " + record.error);
+  if (trim) log::info("volume " + record.volume + ": trim of freed blocks " + trim_free_space(parent));
 }
 
 enum class TrashState { kGone, kDeleting, kAbandoned };

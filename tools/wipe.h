@@ -23,7 +23,7 @@ struct WipeOptions {
   // returning anyway. A deletion that fails within it makes wipe fail (so a
   // scheduler drains the node); a later failure is caught by the next
   // prologue, epilogue or sweep.
-  std::chrono::milliseconds deletion_grace{3000};
+  std::chrono::milliseconds deletion_grace{500};
 };
 
 // Finishes deletions that an earlier wipe left behind (failed or died) in

@@ -26,7 +26,9 @@ struct WipeRecord {
   bool forced = false;
   int holders_cut_off = 0;
   bool key_found = false;          // a key was in the keyring and is now gone
-  std::string trim = "skipped";    // done | unsupported | failed | skipped
+  // after-record: FITRIM runs once the record is written (it can take many
+  // seconds), its outcome is logged; skipped: trim = no, or nothing deleted.
+  std::string trim = "skipped";
   bool verified = false;           // no mount, no key, no backing left
   std::string outcome = "complete";
   std::string error;               // why, when outcome is "failed"
