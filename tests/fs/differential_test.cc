@@ -551,11 +551,11 @@ void run_differential(bool writeback_cache, uint64_t default_ops, uint64_t defau
 }
 
 TEST(Differential, RandomOperationsMatchNativeFilesystem) {
-  run_differential(false, 100000, 75);
+  run_differential(false, 100000, 60);
 }
 
 TEST(Differential, RandomOperationsMatchNativeFilesystemWithWritebackCache) {
-  run_differential(true, 40000, 40);
+  run_differential(true, 40000, 30);
 }
 
 }  // namespace
