@@ -35,7 +35,7 @@ test_obj = $(call obj,$(wildcard tests/$(1)/*.cc))
 
 # Debian packages the build, the tests and the demo need.
 DEB_DEPS := g++ make pkg-config libfuse3-dev fuse3 libssl-dev openssl libsodium-dev \
-            libgtest-dev python3 python3-cryptography e2fsprogs util-linux procps keyutils
+            libgtest-dev python3 python3-cryptography e2fsprogs util-linux procps keyutils gdb
 
 .PHONY: all deps test unit-test fs-test format-test lifecycle-test slurm-test package-test \
         check-asan demo bench bench-quick bench-crypto deb install clean

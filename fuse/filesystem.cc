@@ -203,6 +203,19 @@ void reaccount(Filesystem& fs, Inode& inode, int fd) {
   inode.allocated = now;
 }
 
+// libfuse leaves FUSE_CAP_HANDLE_KILLPRIV on: we clear the set-user-ID bit
+// (and set-group-ID with group execute) when a file is written or truncated
+// by an unprivileged caller. The backing write is root's, which would keep
+// them.
+void kill_setid_bits(fuse_req_t req, int fd) {
+  if (fuse_req_ctx(req)->uid == 0) return;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return;
+  mode_t kill = S_ISUID;
+  if (st.st_mode & S_IXGRP) kill |= S_ISGID;
+  if (st.st_mode & kill) ::fchmod(fd, st.st_mode & 07777 & ~kill);
+}
+
 std::span<uint8_t> reply_buffer(size_t size) {
   thread_local std::vector<uint8_t> buffer;
   if (buffer.size() < size) buffer.resize(size);
@@ -328,9 +341,11 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
       err = -EINVAL;
     } else if (fi != nullptr) {
       err = truncate_inode(fs, inode, handle<OpenFile>(fi).fd.get(), attr->st_size);
+      if (!err) kill_setid_bits(req, handle<OpenFile>(fi).fd.get());
     } else {
       UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
       err = fd.valid() ? truncate_inode(fs, inode, fd.get(), attr->st_size) : -errno;
+      if (!err) kill_setid_bits(req, fd.get());
     }
   }
   if (!err && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
@@ -682,6 +697,7 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_
       reaccount(fs, inode, fd);
     }
   }
+  if (n > 0) kill_setid_bits(req, fd);
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
   } else {

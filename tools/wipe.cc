@@ -188,10 +188,17 @@ std::string trim_free_space(const std::string& dir) {
 // Deletes a renamed-aside backing, verifies, and appends the record. Holds
 // an exclusive flock on the trash directory meanwhile, so that others can
 // tell a deletion in progress from one that died (see trash_state()).
-void finish_deletion(const Config& config, const std::string& trash, WipeRecord record) {
-  const std::string parent = parent_dir(trash);
+UniqueFd lock_trash(const std::string& trash) {
   UniqueFd lock(::open(trash.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (lock.valid()) ::flock(lock.get(), LOCK_EX);
+  return lock;
+}
+
+// `lock` is the caller's flock on `trash` (see lock_trash), or none.
+void finish_deletion(const Config& config, const std::string& trash, WipeRecord record,
+                     UniqueFd lock = {}) {
+  const std::string parent = parent_dir(trash);
+  if (!lock.valid()) lock = lock_trash(trash);
   int parent_fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (parent_fd >= 0) {
     const std::string name = trash.substr(parent.size() + (parent == "/" ? 0 : 1));
@@ -207,8 +214,10 @@ void finish_deletion(const Config& config, const std::string& trash, WipeRecord 
   record.trim = trim ? "after-record" : "skipped";
   const bool mounted = !record.mountpoint.empty() && mount_of_volume(record.volume).has_value();
   const bool key_left = keyring::load(record.volume).has_value();
-  record.verified = deleted && !mounted && !key_left &&
-                    (record.backing.empty() || !read_volume_header(record.backing));
+  // The path may already hold the next job's volume: only ours must be gone.
+  const auto header = record.backing.empty() ? std::nullopt : read_volume_header(record.backing);
+  const bool reappeared = header && header->id == record.volume;
+  record.verified = deleted && !mounted && !key_left && !reappeared;
   if (!record.verified) {
     record.outcome = "failed";
     record.error = !deleted ? "backing files could not all be deleted"
@@ -237,8 +246,6 @@ TrashState trash_state(const std::string& trash) {
 void await_deletion(const std::string& trash, const std::string& id,
                     std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  // Give the detached deleter a moment to take its lock.
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
   for (;;) {
     switch (trash_state(trash)) {
       case TrashState::kGone:
@@ -318,7 +325,11 @@ void end_volume(const Config& config, const Target& t, const WipeOptions& option
   if (options.wait) {
     finish_deletion(config, trash, record);
   } else {
-    run_detached([&] { finish_deletion(config, trash, record); });
+    // Lock before forking: the deleter inherits the lock, so there is no
+    // moment at which a waiter could take the trash for abandoned.
+    UniqueFd lock = lock_trash(trash);
+    run_detached([&] { finish_deletion(config, trash, record, std::move(lock)); });
+    lock.reset();  // ours; the deleter's copy keeps the lock
     await_deletion(trash, t.id, options.deletion_grace);
   }
 }
