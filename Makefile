@@ -25,6 +25,7 @@ LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 GTEST_LIBS := -lgtest -lgtest_main
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 Q        := $(if $(V),,@)
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
 CRYPTO_SRC := $(wildcard crypto/*.cc)
 FUSE_SRC   := $(wildcard fuse/*.cc)
@@ -92,13 +93,14 @@ package-test: deps
 
 # The unit and filesystem tests built with AddressSanitizer and UBSan.
 check-asan: deps
-	$(MAKE) --no-print-directory BUILD=build-asan OPTFLAGS="$(ASAN_FLAGS)" \
+	$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-asan OPTFLAGS="$(ASAN_FLAGS)" \
 	    build-asan/unit_tests build-asan/fs_tests build-asan/scratchcrypt
 	ASAN_OPTIONS=detect_leaks=1 build-asan/unit_tests
 	ASAN_OPTIONS=detect_leaks=0 SCRATCHCRYPT_BIN=$(abspath build-asan/scratchcrypt) build-asan/fs_tests
 
 test: deps
-	$(MAKE) --no-print-directory all $(BUILD)/unit_tests $(BUILD)/fs_tests $(BUILD)/lifecycle_tests
+	$(MAKE) --no-print-directory -j$(JOBS) all $(BUILD)/unit_tests $(BUILD)/fs_tests \
+	    $(BUILD)/lifecycle_tests
 	$(MAKE) --no-print-directory unit-test fs-test format-test lifecycle-test check-asan \
 	    slurm-test package-test
 	@echo "make test: every suite passed"
