@@ -300,7 +300,7 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Filesystem& fs = fs_of(req);
   struct stat st;
-  if (int err = stat_of(fs.inode(ino).fd.get(), &st)) {
+  if (int err = stat_of(fs.path(fs.inode(ino)).get(), &st)) {
     fuse_reply_err(req, -err);
     return;
   }
@@ -324,7 +324,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                 fuse_file_info* fi) {
   Filesystem& fs = fs_of(req);
   Inode& inode = fs.inode(ino);
-  const int path_fd = inode.fd.get();
+  const PathFd object = fs.path(inode);
+  const int path_fd = object.get();
   const std::string path = proc_path(path_fd);
   int err = 0;
 
@@ -376,7 +377,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
 void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   Filesystem& fs = fs_of(req);
   std::vector<char> stored(PATH_MAX + 1);
-  ssize_t n = ::readlinkat(fs.inode(ino).fd.get(), "", stored.data(), stored.size());
+  ssize_t n = ::readlinkat(fs.path(fs.inode(ino)).get(), "", stored.data(), stored.size());
   if (n < 0) {
     fuse_reply_err(req, errno);
     return;
@@ -485,7 +486,8 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* n
   add_entry(
       req, newparent, newname, 0,
       [&](Inode& dir, const char* at) {
-        return errno_unless(::linkat(inode.fd.get(), "", dir.fd.get(), at, AT_EMPTY_PATH) == 0);
+        return errno_unless(
+            ::linkat(fs_of(req).path(inode).get(), "", dir.fd.get(), at, AT_EMPTY_PATH) == 0);
       },
       nothing_to_finish);
 }
@@ -499,10 +501,10 @@ void remove_entry(fuse_req_t req, fuse_ino_t parent, const char* name, bool dire
     return;
   }
   struct stat st = {};
-  if (!directory && fs.options().size_limit != 0 &&
-      ::fstatat(dir.fd.get(), bn.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+  if (!directory && ::fstatat(dir.fd.get(), bn.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
       st.st_nlink == 1) {
-    fs.account(-static_cast<int64_t>(st.st_blocks) * 512);
+    fs.inodes().pin(st.st_dev, st.st_ino, fs.volume().root_fd());  // still open somewhere?
+    if (fs.options().size_limit != 0) fs.account(-static_cast<int64_t>(st.st_blocks) * 512);
   }
   if (::unlinkat(dir.fd.get(), bn.name.c_str(), directory ? AT_REMOVEDIR : 0) != 0) {
     fuse_reply_err(req, errno);
@@ -537,6 +539,12 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
     fuse_reply_err(req, -err);
     return;
   }
+  struct stat replaced;
+  if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)) &&
+      ::fstatat(to_dir.fd.get(), to.name.c_str(), &replaced, AT_SYMLINK_NOFOLLOW) == 0 &&
+      !S_ISDIR(replaced.st_mode) && replaced.st_nlink == 1) {
+    fs.inodes().pin(replaced.st_dev, replaced.st_ino, fs.volume().root_fd());
+  }
   if (::renameat2(from_dir.fd.get(), from.name.c_str(), to_dir.fd.get(), to.name.c_str(),
                   flags) != 0) {
     err = errno;
@@ -553,7 +561,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 
 int open_backing(Filesystem& fs, Inode& inode, int flags, std::unique_ptr<OpenFile>* out) {
   auto file = std::make_unique<OpenFile>();
-  file->fd.reset(::open(proc_path(inode.fd.get()).c_str(), backing_open_flags(flags)));
+  file->fd.reset(::open(proc_path(fs.path(inode).get()).c_str(), backing_open_flags(flags)));
   if (!file->fd.valid()) return -errno;
   FileId id;
   if (int err = fs.file_id(inode, file->fd.get(), &id)) return err;
@@ -650,15 +658,24 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (fuse_reply_create(req, &e, fi) == -ENOENT) take_handle<OpenFile>(fi);
 }
 
+// The open file's descriptor and id, or an error reply (false) when the
+// backing file has no valid id.
+bool open_file(fuse_req_t req, Filesystem& fs, Inode& inode, fuse_file_info* fi, int* fd,
+               FileId* id) {
+  *fd = handle<OpenFile>(fi).fd.get();
+  if (int err = fs.file_id(inode, *fd, id)) {
+    fuse_reply_err(req, -err);
+    return false;
+  }
+  return true;
+}
+
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   Filesystem& fs = fs_of(req);
   Inode& inode = fs.inode(ino);
-  const int fd = handle<OpenFile>(fi).fd.get();
+  int fd;
   FileId id;
-  if (int err = fs.file_id(inode, fd, &id)) {
-    fuse_reply_err(req, -err);
-    return;
-  }
+  if (!open_file(req, fs, inode, fi, &fd, &id)) return;
   std::span<uint8_t> out = reply_buffer(std::min(size, kMaxRequestBytes));
   ssize_t n;
   {
@@ -676,12 +693,9 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_
               fuse_file_info* fi) {
   Filesystem& fs = fs_of(req);
   Inode& inode = fs.inode(ino);
-  const int fd = handle<OpenFile>(fi).fd.get();
+  int fd;
   FileId id;
-  if (int err = fs.file_id(inode, fd, &id)) {
-    fuse_reply_err(req, -err);
-    return;
-  }
+  if (!open_file(req, fs, inode, fi, &fd, &id)) return;
   ssize_t n;
   {
     std::unique_lock lock(inode.io);
@@ -724,18 +738,15 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
                   fuse_file_info* fi) {
   Filesystem& fs = fs_of(req);
   Inode& inode = fs.inode(ino);
-  const int fd = handle<OpenFile>(fi).fd.get();
   if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
     // Collapse and insert would shift data between units, whose tweaks
     // depend on their position.
     fuse_reply_err(req, EOPNOTSUPP);
     return;
   }
+  int fd;
   FileId id;
-  if (int err = fs.file_id(inode, fd, &id)) {
-    fuse_reply_err(req, -err);
-    return;
-  }
+  if (!open_file(req, fs, inode, fi, &fd, &id)) return;
   // The lock is released before the reply: afterwards the kernel may forget
   // the inode, which frees it.
   int err = fallocate_locked(fs, inode, fd, id, mode, offset, length);
@@ -962,7 +973,7 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* v
   }
   auto stored = names.encrypt_xattr_value(id, suffix,
                                           {reinterpret_cast<const uint8_t*>(value), size});
-  int rc = ::setxattr(proc_path(inode.fd.get()).c_str(), stored_name.c_str(), stored.data(),
+  int rc = ::setxattr(proc_path(fs.path(inode).get()).c_str(), stored_name.c_str(), stored.data(),
                       stored.size(), flags);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
@@ -982,7 +993,8 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
   }
   NameCipher& names = fs.volume().names();
   const std::string stored_name = names.encrypt_xattr_name(suffix);
-  const std::string path = proc_path(inode.fd.get());
+  const PathFd object = fs.path(inode);
+  const std::string path = proc_path(object.get());
   std::vector<uint8_t> stored(XATTR_SIZE_MAX);
   ssize_t n = ::getxattr(path.c_str(), stored_name.c_str(), stored.data(), stored.size());
   if (n < 0) {
@@ -1010,7 +1022,8 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   std::string list;
   if (inode.file_type != S_IFLNK) {
     std::vector<char> stored(XATTR_LIST_MAX);
-    ssize_t n = ::listxattr(proc_path(inode.fd.get()).c_str(), stored.data(), stored.size());
+    const PathFd object = fs.path(inode);
+    ssize_t n = ::listxattr(proc_path(object.get()).c_str(), stored.data(), stored.size());
     if (n < 0) {
       fuse_reply_err(req, errno);
       return;
@@ -1042,7 +1055,8 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
     return;
   }
   const std::string stored_name = fs.volume().names().encrypt_xattr_name(suffix);
-  int rc = ::removexattr(proc_path(fs.inode(ino).fd.get()).c_str(), stored_name.c_str());
+  const PathFd object = fs.path(fs.inode(ino));
+  int rc = ::removexattr(proc_path(object.get()).c_str(), stored_name.c_str());
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
@@ -1126,7 +1140,7 @@ int Filesystem::file_id(Inode& file, int open_fd, FileId* out) {
   if (!file.file_id) {
     UniqueFd own;
     if (open_fd < 0) {  // xattr ids are read through a real descriptor
-      own.reset(::open(proc_path(file.fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+      own.reset(::open(proc_path(path(file).get()).c_str(), O_RDONLY | O_CLOEXEC));
       if (!own.valid()) return -errno;
       open_fd = own.get();
     }

@@ -38,6 +38,8 @@ class Filesystem {
   InodeTable& inodes() { return inodes_; }
   Inode& inode(fuse_ino_t ino);
   Inode& root() { return *root_; }
+  // A descriptor of the inode's backing object for one operation.
+  PathFd path(Inode& inode) { return inode.path(volume_.root_fd()); }
 
   // Ids of backing objects, cached in the inode. -EIO if missing/corrupt.
   // `open_fd` is a descriptor of the file if the caller has one, else -1.
