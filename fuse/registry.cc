@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "fuse/error.h"
+#include "fuse/mounts.h"
 
 namespace scratchcrypt {
 
@@ -34,14 +35,6 @@ std::string json_field(const std::string& json, const std::string& key) {
   }
   auto end = json.find_first_of(",}", pos);
   return json.substr(pos, end - pos);
-}
-
-std::string canonical(const std::string& path) {
-  char* resolved = ::realpath(path.c_str(), nullptr);
-  if (resolved == nullptr) return path;
-  std::string out(resolved);
-  std::free(resolved);
-  return out;
 }
 
 }  // namespace
@@ -123,7 +116,9 @@ std::vector<VolumeRecord> registered_volumes() {
 }
 
 std::optional<VolumeRecord> find_volume(const std::string& path) {
-  const std::string wanted = canonical(path);
+  // The same normalization the daemon used when it registered the paths; it
+  // also works on a dead mount point, where realpath(3) fails.
+  const std::string wanted = absolute_path(path);
   for (auto& r : registered_volumes()) {
     if (r.mountpoint == wanted || r.backing == wanted || r.id == path) return r;
   }
