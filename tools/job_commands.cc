@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -15,6 +14,7 @@
 #include "fuse/volume.h"
 #include "tools/commands.h"
 #include "tools/config.h"
+#include "tools/make_dirs.h"
 #include "tools/wipe.h"
 
 namespace scratchcrypt {
@@ -84,16 +84,6 @@ struct Paths {
 Paths job_paths(const Config& config, const std::string& job) {
   if (config.mode == VolumeMode::kNode) return {config.backing_root + "/node", config.node_mount};
   return {config.backing_root + "/" + job, config.mount_root + "/" + job};
-}
-
-void make_dirs(const std::string& path, mode_t mode) {
-  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
-    const std::string prefix = slash == std::string::npos ? path : path.substr(0, slash);
-    if (::mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST) {
-      throw Error(errno_text("cannot create " + prefix, errno));
-    }
-    if (slash == std::string::npos) break;
-  }
 }
 
 void require_root(const std::string& what) {

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,19 +10,11 @@
 #include <sstream>
 
 #include "fuse/error.h"
+#include "fuse/mounts.h"
 #include "fuse/registry.h"
+#include "tools/make_dirs.h"
 
 namespace scratchcrypt {
-
-namespace {
-
-void make_parents(const std::string& path) {
-  for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1)) {
-    ::mkdir(path.substr(0, slash).c_str(), 0750);
-  }
-}
-
-}  // namespace
 
 int64_t now_ms() {
   using namespace std::chrono;
@@ -66,7 +57,7 @@ std::string to_json(const WipeRecord& r) {
 }
 
 void append_record(const std::string& log_path, const WipeRecord& record) {
-  make_parents(log_path);
+  try_make_dirs(parent_dir(log_path), 0750);  // if that fails, open() says why
   int fd = ::open(log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0) throw Error(errno_text("cannot open the wipe record log " + log_path, errno));
   const std::string line = to_json(record) + "\n";
