@@ -7,36 +7,24 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <sstream>
 
 #include "fuse/mounts.h"
 #include "fuse/registry.h"
 #include "fuse/volume.h"
 #include "tools/holders.h"
+#include "tools/walk_tree.h"
 
 namespace scratchcrypt {
 
 namespace {
 
-uint64_t allocated_bytes(int parent_fd, const char* name) {
-  struct stat st;
-  if (::fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
-  uint64_t total = static_cast<uint64_t>(st.st_blocks) * 512;
-  if (!S_ISDIR(st.st_mode)) return total;
-  int fd = ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return total;
-  DIR* dir = ::fdopendir(fd);
-  if (dir == nullptr) {
-    ::close(fd);
-    return total;
-  }
-  while (dirent* entry = ::readdir(dir)) {
-    if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0) {
-      total += allocated_bytes(fd, entry->d_name);
-    }
-  }
-  ::closedir(dir);
+// Backing blocks in use by the tree at `path`.
+uint64_t allocated_bytes(const std::string& path) {
+  uint64_t total = 0;
+  walk_tree(AT_FDCWD, path.c_str(), [&](int, const char*, const struct stat& st) {
+    total += static_cast<uint64_t>(st.st_blocks) * 512;
+  });
   return total;
 }
 
@@ -51,7 +39,7 @@ std::string health_of(const std::string& mountpoint, pid_t pid) {
 std::vector<VolumeStatus> volume_statuses(const Config& config) {
   std::vector<VolumeStatus> out;
   auto add = [&](VolumeStatus v) {
-    v.used_bytes = v.backing.empty() ? 0 : allocated_bytes(AT_FDCWD, v.backing.c_str());
+    v.used_bytes = v.backing.empty() ? 0 : allocated_bytes(v.backing);
     out.push_back(std::move(v));
   };
   for (const auto& r : registered_volumes()) {

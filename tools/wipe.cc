@@ -27,6 +27,7 @@
 #include "fuse/volume.h"
 #include "tools/holders.h"
 #include "fuse/unique_fd.h"
+#include "tools/walk_tree.h"
 #include "tools/wipe_record.h"
 
 namespace scratchcrypt {
@@ -147,29 +148,13 @@ int cut_off(const Target& t, bool force) {
 
 // Deletes a tree without following links; counts regular files and bytes.
 void remove_tree(int parent_fd, const char* name, uint64_t* files, uint64_t* bytes) {
-  struct stat st;
-  if (::fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    int fd = ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0) {
-      if (DIR* dir = ::fdopendir(fd)) {
-        while (dirent* entry = ::readdir(dir)) {
-          if (std::strcmp(entry->d_name, ".") == 0 || std::strcmp(entry->d_name, "..") == 0) continue;
-          remove_tree(fd, entry->d_name, files, bytes);
-        }
-        ::closedir(dir);
-      } else {
-        ::close(fd);
-      }
-    }
-    ::unlinkat(parent_fd, name, AT_REMOVEDIR);
-  } else {
+  walk_tree(parent_fd, name, [&](int dir_fd, const char* entry, const struct stat& st) {
     if (S_ISREG(st.st_mode)) {
       ++*files;
       *bytes += static_cast<uint64_t>(st.st_size);
     }
-    ::unlinkat(parent_fd, name, 0);
-  }
+    ::unlinkat(dir_fd, entry, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+  });
 }
 
 // Discards the freed blocks of the backing file system (FITRIM), so that
