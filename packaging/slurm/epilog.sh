@@ -14,46 +14,16 @@
 # Environment (all optional): SCRATCHCRYPT_BIN, SCRATCHCRYPT_CONFIG,
 # SCRATCHCRYPT_SLURM_LOG, as for prolog.sh.
 
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export PATH
-umask 022
+hook=epilog
+# common.sh lies beside this script (beside its target, if run through a symlink).
+case $0 in */*) self=$0 ;; *) self=./$0 ;; esac
+[ -L "$self" ] && self=$(readlink -f -- "$self")
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "${self%/*}/common.sh" || exit 1
 
-bin=${SCRATCHCRYPT_BIN:-/usr/sbin/scratchcrypt}
-tag=scratchcrypt-epilog
-
-log() {
-    if [ -n "${SCRATCHCRYPT_SLURM_LOG:-}" ]; then
-        printf '%s %s[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$tag" "${SLURM_JOB_ID:-?}" "$*" \
-            >>"$SCRATCHCRYPT_SLURM_LOG" 2>/dev/null
-    fi
-    logger -t "$tag" -- "job ${SLURM_JOB_ID:-?}: $*" 2>/dev/null || printf '%s: %s\n' "$tag" "$*" >&2
-}
-
-if [ -z "${SLURM_JOB_ID:-}" ]; then
-    log "SLURM_JOB_ID is not set; refusing to run outside a Slurm epilog"
-    exit 1
-fi
-
-set -- epilogue --job "$SLURM_JOB_ID"
-if [ -n "${SCRATCHCRYPT_CONFIG:-}" ]; then
-    set -- "$@" --config "$SCRATCHCRYPT_CONFIG"
-fi
-
-# Capture the output in a file, not a pipe: the mount daemon the binary starts must
-# not be able to keep this script (or slurmd, which waits for EOF on the hook's
-# output) hanging by holding an inherited pipe open.
-tmp=$(mktemp "${TMPDIR:-/tmp}/scratchcrypt-epilog.XXXXXX" 2>/dev/null) || tmp=
-if [ -n "$tmp" ]; then
-    "$bin" "$@" </dev/null >"$tmp" 2>&1
-    rc=$?
-    out=$(cat "$tmp")
-    rm -f "$tmp"
-else
-    out=$("$bin" "$@" </dev/null 2>&1)
-    rc=$?
-fi
+run_scratchcrypt epilogue
 if [ "$rc" -ne 0 ]; then
-    log "'$bin $*' failed (exit $rc), node will be drained: $out"
+    log "'$cmdline' failed (exit $rc), node will be drained: $out"
     exit "$rc"
 fi
 log "ok${out:+: $(printf '%s' "$out" | tr '\n' ' ')}"

@@ -138,6 +138,8 @@ check "scratchcrypt-sweep.service enabled, scratchcrypt-node.service not" sh -c 
     "[ -L /etc/systemd/system/multi-user.target.wants/scratchcrypt-sweep.service ] && [ ! -e /etc/systemd/system/multi-user.target.wants/scratchcrypt-node.service ]"
 check "Slurm, PBS and Azure Batch scripts installed executable" sh -c \
     "for f in slurm/prolog.sh slurm/epilog.sh slurm/task_prolog.sh pbs/prologue pbs/epilogue azure-batch/start-task.sh azure-batch/job-prep.sh azure-batch/job-release.sh; do f=/usr/lib/scratchcrypt/\$f; [ -x \$f ] && \$(head -n 1 \$f | sed 's/^#!//') -n \$f || exit 1; done"
+check "Slurm common.sh installed beside prolog.sh and epilog.sh (0644)" sh -c \
+    "f=/usr/lib/scratchcrypt/slurm/common.sh; [ \"\$(stat -c %a \$f)\" = 644 ] && sh -n \$f"
 check "docs in /usr/share/doc/scratchcrypt" sh -c \
     "d=/usr/share/doc/scratchcrypt; ls \$d/PACKAGING.md* \$d/FORMAT.md* \$d/slurm/slurm.conf.snippet* \$d/azure-batch/README.md* && [ -f \$d/copyright ]"
 

@@ -106,7 +106,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 [ -x "$SC_SRC_BIN" ] || die "scratchcrypt binary not found or not executable: $SC_SRC_BIN (build it or set SCRATCHCRYPT_BIN)"
-for f in prolog.sh epilog.sh task_prolog.sh; do
+for f in prolog.sh epilog.sh task_prolog.sh common.sh; do
     [ -f "$PKG/$f" ] || die "missing $PKG/$f"
 done
 
@@ -265,6 +265,8 @@ trap 'exit 143' TERM
 cp "$SC_SRC_BIN" "$T/bin/scratchcrypt"
 cp "$PKG/prolog.sh" "$PKG/epilog.sh" "$PKG/task_prolog.sh" "$T/bin/"
 chmod 0755 "$T/bin/"*
+cp "$PKG/common.sh" "$T/bin/"  # sourced by prolog.sh and epilog.sh from their directory
+chmod 0644 "$T/bin/common.sh"
 SC=$T/bin/scratchcrypt
 
 BACKING=$T/backing
