@@ -91,39 +91,20 @@ void close_other_fds(std::vector<int> keep) {
   ::close_range(from, ~0U, 0);
 }
 
-bool is_mountpoint(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, mountpoint;
-    fields >> id >> parent >> devno >> root >> mountpoint;
-    if (mountpoint == path) return true;
+// `path` as /proc/self/mountinfo writes it: space, tab, newline and
+// backslash as \ooo.
+std::string mountinfo_escaped(const std::string& path) {
+  std::string out;
+  for (char c : path) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\\') {
+      char octal[8];
+      std::snprintf(octal, sizeof octal, "\\%03o", static_cast<unsigned char>(c));
+      out += octal;
+    } else {
+      out.push_back(c);
+    }
   }
-  return false;
-}
-
-// The pid holding the volume's header lock (its daemon), or -1.
-pid_t lock_holder(const std::string& backing) {
-  int fd = ::open((backing + "/.scratchcrypt-volume").c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  struct flock probe = {};
-  probe.l_type = F_WRLCK;
-  probe.l_whence = SEEK_SET;
-  pid_t pid = -1;
-  if (::fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type != F_UNLCK) pid = probe.l_pid;
-  ::close(fd);
-  return pid;
-}
-
-bool wait_gone(pid_t pid, int ms) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
-  while (::kill(pid, 0) == 0) {
-    collect_children();
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
+  return out;
 }
 
 }  // namespace
@@ -140,6 +121,50 @@ std::string scratchcrypt_bin() {
 void reap_orphans() {
   become_subreaper();
   collect_children();
+}
+
+bool process_gone(pid_t pid) {
+  reap_orphans();
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() &&
+         (line[paren + 2] == 'Z' || line[paren + 2] == 'X');
+}
+
+bool wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!process_gone(pid)) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+pid_t lock_holder(const std::string& backing) {
+  int fd = ::open((backing + "/.scratchcrypt-volume").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct flock probe = {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  pid_t pid = -1;
+  if (::fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type != F_UNLCK) pid = probe.l_pid;
+  ::close(fd);
+  return pid;
+}
+
+bool is_mountpoint(const std::string& path) {
+  const std::string wanted = mountinfo_escaped(path);
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mountpoint;
+    fields >> id >> parent >> devno >> root >> mountpoint;
+    if (mountpoint == wanted) return true;
+  }
+  return false;
 }
 
 std::string source_dir() {
@@ -434,9 +459,9 @@ void Mount::teardown() {
   // A daemon kept alive by a lazily detached mount (or hung) must not
   // outlive the test.
   pid_t pid = lock_holder(backing_);
-  if (pid > 0 && !wait_gone(pid, 3000)) {
+  if (pid > 0 && !wait_gone(pid, std::chrono::seconds(3))) {
     ::kill(pid, SIGKILL);
-    wait_gone(pid, 3000);
+    wait_gone(pid, std::chrono::seconds(3));
   }
   collect_children();
   const std::string id = volume_id();

@@ -1,7 +1,7 @@
 // Test support for the filesystem suites: a real scratchcrypt mount in a
 // temporary directory, torn down (unmounted, key dropped, files removed)
-// whatever the test's outcome, plus helpers to run the binary and to act as
-// another user.
+// whatever the test's outcome, plus helpers to run the binary, to act as
+// another user and to wait for processes (the lifecycle suite uses them too).
 //
 // The binary comes from $SCRATCHCRYPT_BIN (the Makefile sets it to the
 // absolute path of build/scratchcrypt).
@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -52,6 +53,15 @@ RunResult run_scratchcrypt(const std::vector<std::string>& args,
 // double-fork), so that a finished daemon is reaped at once instead of
 // waiting for the container's init, and reaps any such orphan now.
 void reap_orphans();
+
+// True when `pid` is gone or a zombie (reaps our own orphans first).
+bool process_gone(pid_t pid);
+// Waits up to `timeout` until process_gone(pid); false if it is not by then.
+bool wait_gone(pid_t pid, std::chrono::milliseconds timeout);
+// The pid holding a backing directory's volume lock (its daemon), or -1.
+pid_t lock_holder(const std::string& backing);
+// Whether `path` is a mount point (per /proc/self/mountinfo).
+bool is_mountpoint(const std::string& path);
 
 // Result of a function run as another user.
 struct AsUser {

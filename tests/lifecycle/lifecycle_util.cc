@@ -208,8 +208,6 @@ std::optional<Json> parse_json(const std::string& text, std::string* error) {
 
 // ---------------------------------------------------------------- files, processes
 
-bool process_gone(pid_t pid);
-
 std::string slurp(const std::string& path, int* err) { return sctest::read_file(path, err); }
 
 bool spit(const std::string& path, const std::string& data, mode_t mode) {
@@ -316,44 +314,6 @@ std::vector<std::string> files_under(const std::string& dir) {
   if (::lstat(dir.c_str(), &st) != 0) return out;
   walk(dir, st.st_dev, &out);
   return out;
-}
-
-bool is_mountpoint(const std::string& path) {
-  for (const auto& m : mounts()) {
-    if (m.mountpoint == path) return true;
-  }
-  return false;
-}
-
-pid_t lock_holder(const std::string& backing) {
-  int fd = ::open((backing + "/.scratchcrypt-volume").c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  struct flock probe = {};
-  probe.l_type = F_WRLCK;
-  probe.l_whence = SEEK_SET;
-  pid_t pid = -1;
-  if (::fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type != F_UNLCK) pid = probe.l_pid;
-  ::close(fd);
-  return pid;
-}
-
-bool process_gone(pid_t pid) {
-  sctest::reap_orphans();
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  auto paren = line.rfind(')');
-  return paren != std::string::npos && paren + 2 < line.size() &&
-         (line[paren + 2] == 'Z' || line[paren + 2] == 'X');
-}
-
-bool wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!process_gone(pid)) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
 }
 
 long key_serial(const std::string& volume_id) {

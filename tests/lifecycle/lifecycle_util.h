@@ -1,8 +1,9 @@
 // Support for the key-lifecycle and wipe suites: a private node layout
 // (configuration, backing_root, mount_root, record log and volume registry
 // in one temporary directory), volumes made through the real binary, a
-// small JSON reader for the wipe records and `status --json`, and process
-// helpers. Built on tests/fs/mount_fixture.h (run, as_user, TempDir, keys).
+// small JSON reader for the wipe records and `status --json`, and a few file
+// and key helpers. Built on tests/fs/mount_fixture.h (run, as_user, TempDir,
+// keys, and the process and mount helpers).
 #pragma once
 
 #include <sys/types.h>
@@ -21,7 +22,11 @@
 
 namespace lctest {
 
+using sctest::is_mountpoint;
+using sctest::lock_holder;
+using sctest::process_gone;
 using sctest::RunResult;
+using sctest::wait_gone;
 
 // ---- JSON (enough for our records: objects, arrays, strings, numbers, bools, null)
 struct Json {
@@ -47,13 +52,8 @@ bool exists(const std::string& path);
 bool contains(const std::string& haystack, const std::string& needle);
 // Every regular file under `dir` (not crossing mounts), recursively.
 std::vector<std::string> files_under(const std::string& dir);
-// Whether `path` is a mount point (per /proc/self/mountinfo).
-bool is_mountpoint(const std::string& path);
-// The pid holding a backing directory's volume lock (its daemon), or -1.
-pid_t lock_holder(const std::string& backing);
-// True when `pid` is gone or a zombie (reaps our own orphans first).
-bool process_gone(pid_t pid);
-bool wait_gone(pid_t pid, std::chrono::milliseconds timeout);
+// is_mountpoint, lock_holder, process_gone and wait_gone come from
+// tests/fs/mount_fixture.h (see the using-declarations above).
 // The serial of root's "user" key scratchcrypt:<id>, or -1.
 long key_serial(const std::string& volume_id);
 // Bytes of the key, read as root through the keyring; empty when absent.
