@@ -1,6 +1,6 @@
 #!/bin/bash
 # Package test: build the .deb, install it, use it, remove and purge it, and check
-# that nothing is left behind. Run as root (`make test-package`).
+# that nothing is left behind. Run as root (`make package-test`).
 #
 #   tests/package/run.sh            build with packaging/build-deb, then test
 #   SCRATCHCRYPT_DEB=FILE.deb tests/package/run.sh   test this .deb instead of building
