@@ -1,14 +1,15 @@
 #!/usr/bin/python3
 """Side-by-side file system benchmark: native, gocryptfs, securefs and
-scratchcrypt on backing directories of the same disk, interleaved
+scratchcrypt on backing directories of one file system, interleaved
 (for each repetition, for each scenario: A B C D), each scenario on a fresh
 empty volume. Prints markdown tables, writes JSON.
 
     tools/bench/bench.py [--quick] [--runs N] [--workdir DIR] [--out FILE]
-                         [--systems a,b] [--scenarios x,y]
+                         [--systems a,b] [--scenarios x,y] [--fs image|dir]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import benchfs                                   # noqa: E402
 import gentree                                   # noqa: E402
 import machine                                   # noqa: E402
 import report                                    # noqa: E402
@@ -175,7 +177,13 @@ def main():
     ap.add_argument("--runs", type=int, default=None,
                     help="repetitions (default 3; 1 with --quick)")
     ap.add_argument("--workdir", default=os.path.join(REPO, "build", "bench", "work"),
-                    help="backing directories and caches (one disk!)")
+                    help="caches and the bench file system (one disk!)")
+    ap.add_argument("--fs", choices=("image", "dir"), default="image",
+                    help="image: a fresh journaled ext4 in an image file in the "
+                    "work directory (default; see benchfs.py); dir: the work "
+                    "directory's own file system")
+    ap.add_argument("--fs-gib", type=int, default=None,
+                    help="size of the image file system (default 12; 4 with --quick)")
     ap.add_argument("--out", default=os.path.join(REPO, "build", "bench", "results.json"))
     ap.add_argument("--systems", default=",".join(s.name for s in SYSTEMS))
     ap.add_argument("--scenarios", default=None,
@@ -221,9 +229,15 @@ def main():
             "running, figures will be noisy")
     records, rss_records, unavailable, versions = [], [], {}, {}
     interrupted = None
+    fs = (benchfs.ImageFs(workdir, args.fs_gib or (4 if args.quick else 12), log)
+          if args.fs == "image" else benchfs.DirFs(workdir))
+    fsroot = workdir
+    resources = contextlib.ExitStack()
 
     try:
         ensure_tools(systems, not args.no_install)
+        fsroot = resources.enter_context(fs)
+        say(f"bench file system: {fs.describe()}")
         if os.geteuid() != 0:
             say("warning: not root, page cache cannot be dropped; cold = warm")
         # Throw-away password for the peers' test volumes (not a scratchcrypt
@@ -236,7 +250,7 @@ def main():
 
         avail = []
         for s in systems:
-            why = probe(s, workdir, passfile, log)
+            why = probe(s, fsroot, passfile, log)
             versions[s.name] = version_of(s, log)
             if why:
                 unavailable[s.name] = why
@@ -245,7 +259,7 @@ def main():
                 avail.append(s)
                 say(f"{s.name}: ok ({versions[s.name] or 'kernel'})")
 
-        ctx_args = dict(workdir=workdir, passfile=passfile, log=log,
+        ctx_args = dict(workdir=fsroot, passfile=passfile, log=log,
                         params=params, tree=tree, scratch=scratch)
         for rep in range(1, args.runs + 1):
             for scen, steps in scens:
@@ -258,19 +272,25 @@ def main():
     except KeyboardInterrupt as e:
         interrupted = str(e) or "interrupted"
         say(f"interrupted ({interrupted}); cleaning up, writing partial results")
+    except benchfs.BenchFsError as e:
+        interrupted = f"bench file system: {e}"
+        say(f"error: {interrupted}")
     finally:
-        for mp in list(Volume.active) + mounts_under(workdir):
+        for mp in list(Volume.active) + mounts_under(fsroot):
             force_unmount(mp, log)
-        for d in os.listdir(workdir):
+        for d in os.listdir(fsroot):
             if d.startswith(("vol-", "probe-")):
-                shutil.rmtree(os.path.join(workdir, d), ignore_errors=True)
+                shutil.rmtree(os.path.join(fsroot, d), ignore_errors=True)
         if os.path.exists(passfile):
             os.unlink(passfile)
+        fs_description = fs.describe()
+        minfo = machine.collect(fsroot)
+        resources.close()
 
     names = [s.name for s in systems if s.name not in unavailable]
     steps = [(n, st) for n, sts in scens for st in sts]
     rows = report.summarize(steps, names, records, rss_records)
-    minfo = machine.collect(workdir)
+    minfo["bench_fs"] = fs_description
     mode = "quick" if args.quick else "full"
     head = (f"scratchcrypt bench, {mode} mode"
             + (" (QUICK: reduced sizes and by default a single run, so no "
@@ -286,7 +306,8 @@ def main():
         "mode": mode, "runs": args.runs, "params": params,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
-        "interrupted": interrupted, "workdir": workdir, "machine": minfo,
+        "interrupted": interrupted, "workdir": workdir, "fs": args.fs,
+        "machine": minfo,
         "loadavg_start": load_start, "loadavg_end": loadavg(),
         "tree": {k: v for k, v in (tree or {}).items() if k != "path"},
         "systems": {s.name: {"available": s.name not in unavailable,

@@ -1,5 +1,5 @@
 """What the numbers were measured on: CPU, AES-relevant flags, kernel,
-memory, and the disk and file system under the work directory."""
+memory, and the disk and file system under the backing directories."""
 
 import os
 import platform
@@ -69,6 +69,7 @@ def markdown(m):
         + (f"; absent: {', '.join(absent)}" if absent else ""),
         f"- AVX-512 subsets: {', '.join(m['avx512_flags']) or 'none'}",
         f"- Kernel {m['kernel']}, {m['os']}, {m['fuse']}",
-        f"- Work directory on {fs['device']} ({fs['disk']}), {fs['fstype']} "
-        f"mounted {fs['options']}",
+        f"- Backing directories on {fs['device']} ({fs['disk']}), {fs['fstype']} "
+        f"mounted {fs['options']}"
+        + (f"; {m['bench_fs']}" if m.get("bench_fs") else ""),
     ])
