@@ -578,12 +578,14 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, -err);
     return;
   }
-  // libfuse asks for atomic O_TRUNC, so the kernel leaves truncation to open.
+  // libfuse asks for atomic O_TRUNC, so the kernel leaves truncation (and
+  // clearing set-id bits, as truncate(2) does) to open.
   if (fi->flags & O_TRUNC) {
     if (int err = truncate_inode(fs, inode, file->fd.get(), 0)) {
       fuse_reply_err(req, -err);
       return;
     }
+    kill_setid_bits(req, file->fd.get());
   }
   set_file_info(fs, fi, fi->flags);
   fi->fh = to_handle(std::move(file));
@@ -617,7 +619,10 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     if ((err = -lookup_backing(fs, dir, bn.name, &e)) == 0) {
       Inode& inode = fs.inode(e.ino);
       err = inode.file_type == S_IFREG ? -open_backing(fs, inode, fi->flags, &file) : EISDIR;
-      if (!err && (fi->flags & O_TRUNC)) err = -truncate_inode(fs, inode, file->fd.get(), 0);
+      if (!err && (fi->flags & O_TRUNC)) {
+        err = -truncate_inode(fs, inode, file->fd.get(), 0);
+        if (!err) kill_setid_bits(req, file->fd.get());
+      }
       if (err) fs.inodes().forget(inode, 1);
     }
     if (err) {

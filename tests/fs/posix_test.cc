@@ -1394,6 +1394,35 @@ TEST_P(PosixTest, SuidBitClearedOnWriteByOther) {
   });
   ASSERT_EQ(1, r.value) << strerror(r.err);
   EXPECT_FALSE(stat_of(p("f")).st_mode & S_ISUID) << "a write by another user clears setuid";
+  // Later writes find the bits gone too (the kernel stops asking once it
+  // has marked the inode, so this must not depend on the first write).
+  SYS_OK(::chmod(p("f").c_str(), 04777));
+  r = as_user(kUserB, kGroupB, [&] {
+    int fd = ::open(p("f").c_str(), O_WRONLY | O_APPEND);
+    return fd < 0 ? -1L : static_cast<long>(::write(fd, "z", 1));
+  });
+  ASSERT_EQ(1, r.value) << strerror(r.err);
+  EXPECT_FALSE(stat_of(p("f")).st_mode & S_ISUID) << "a second write by another user";
+  // Root (CAP_FSETID) keeps them, as on a local disk.
+  SYS_OK(::chmod(p("f").c_str(), 06777));
+  ASSERT_TRUE(write_file(p("f"), "root writes"));
+  EXPECT_EQ(06777u, stat_of(p("f")).st_mode & 07777) << "a write by root keeps set-id bits";
+}
+
+TEST_P(PosixTest, SetIdBitsClearedOnTruncateByOther) {
+  ASSERT_TRUE(write_file(p("f"), "contents", 0666));
+  SYS_OK(::chown(p("f").c_str(), kUserA, kGroupA));
+  for (int how = 0; how < 2; ++how) {
+    SYS_OK(::chmod(p("f").c_str(), 06777));
+    auto r = as_user(kUserB, kGroupB, [&] {
+      if (how == 0) return static_cast<long>(::truncate(p("f").c_str(), 2));
+      int fd = ::open(p("f").c_str(), O_WRONLY | O_TRUNC);
+      return fd < 0 ? -1L : static_cast<long>(::close(fd));
+    });
+    ASSERT_EQ(0, r.value) << strerror(r.err);
+    EXPECT_EQ(0777u, stat_of(p("f")).st_mode & 07777)
+        << (how == 0 ? "truncate(2)" : "open(O_TRUNC)") << " by another user clears both set-id bits";
+  }
 }
 
 TEST_P(PosixTest, MknodFifoAndDevices) {
