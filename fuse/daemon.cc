@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "crypto/keyring.h"
+#include "fuse/channel.h"
 #include "fuse/error.h"
 #include "fuse/log.h"
 #include "fuse/mounts.h"
@@ -144,6 +145,7 @@ int serve(const MountRequest& r, int report_fd) {
   harden_process();
   std::optional<Volume> volume;
   std::unique_ptr<fuse_session, FuseSessionDeleter> session;
+  std::optional<FuseChannel> channel;  // after the session: unmounts before it closes
   std::optional<Filesystem> fs;
   try {
     auto header = read_volume_header(r.backing);
@@ -167,10 +169,8 @@ int serve(const MountRequest& r, int report_fd) {
     keyring::store(volume->id(), volume->key());
     fs.emplace(*volume, r.fs);
 
-    std::vector<std::string> argv = {
-        "scratchcrypt", "-o",
-        "allow_other,default_permissions,nodev,nosuid,fsname=scratchcrypt:" + volume->id() +
-            ",subtype=scratchcrypt"};
+    // Mount options are the channel's; libfuse only serves.
+    std::vector<std::string> argv = {"scratchcrypt"};
     if (r.debug) argv.push_back("-d");
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
@@ -179,10 +179,8 @@ int serve(const MountRequest& r, int report_fd) {
                                    sizeof(fuse_lowlevel_ops), &*fs));
     if (!session) throw Error("cannot start a FUSE session (is /dev/fuse present?)");
     if (fuse_set_signal_handlers(session.get()) != 0) throw Error("cannot set signal handlers");
-    if (fuse_session_mount(session.get(), r.mountpoint.c_str()) != 0) {
-      throw Error("cannot mount at " + r.mountpoint + " (is the fuse module loaded and "
-                  "/dev/fuse present?)");
-    }
+    channel.emplace(r.mountpoint, "scratchcrypt:" + volume->id());
+    channel->attach(session.get());
     VolumeRecord record{volume->id(), absolute_path(r.backing), absolute_path(r.mountpoint),
                         ::getpid(), r.owner.uid, r.owner.gid, r.job, r.fs.size_limit,
                         static_cast<int64_t>(::time(nullptr))};
@@ -223,7 +221,7 @@ int serve(const MountRequest& r, int report_fd) {
   int rc = fuse_session_loop_mt(session.get(), config);
   fuse_loop_cfg_destroy(config);
   fuse_remove_signal_handlers(session.get());
-  fuse_session_unmount(session.get());
+  channel->unmount();
   unregister_volume(volume->id());
   log::info("unmounted");
   return rc == 0 ? 0 : 1;

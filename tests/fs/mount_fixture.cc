@@ -403,8 +403,39 @@ RunResult Mount::do_mount(const std::vector<std::string>& args) {
   }
   argv.push_back(backing_);
   argv.push_back(mnt_);
+  if (!options_.trace_file.empty()) {
+    if (fd >= 0) ::close(fd);
+    return start_traced_daemon(argv);
+  }
   RunResult r = run_scratchcrypt(argv, fd >= 0 ? std::vector<int>{fd} : std::vector<int>{});
   if (fd >= 0) ::close(fd);
+  return r;
+}
+
+// `scratchcrypt mount -f --debug ...` as our child, output to the trace
+// file; "succeeds" once the mount point is mounted (teardown stops it).
+RunResult Mount::start_traced_daemon(std::vector<std::string> argv) {
+  argv.insert(argv.begin() + 1, {"-f", "--debug"});
+  argv.insert(argv.begin(), scratchcrypt_bin());
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    int out = ::open(options_.trace_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  RunResult r;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (pid > 0 && !is_mountpoint(mnt_) && !process_gone(pid) && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  r.exit_code = pid > 0 && is_mountpoint(mnt_) ? 0 : 1;
+  std::ifstream trace(options_.trace_file);
+  if (r.exit_code != 0) r.output.assign(std::istreambuf_iterator<char>(trace), {});
   return r;
 }
 

@@ -102,6 +102,9 @@ int key_pipe(const std::vector<uint8_t>& key);
 struct MountOptions {
   std::vector<std::string> extra_args;  // e.g. {"--mode", "0777"}
   std::vector<uint8_t> key;             // non-empty: pass it with --key-fd
+  // Non-empty: the daemon runs in the foreground (mount -f --debug), a child
+  // of the test, writing its request trace to this file.
+  std::string trace_file;
 };
 
 // A scratchcrypt volume: ROOT/backing mounted at ROOT/mnt.
@@ -135,6 +138,7 @@ class Mount {
 
  private:
   RunResult do_mount(const std::vector<std::string>& args);
+  RunResult start_traced_daemon(std::vector<std::string> argv);
   void teardown();
 
   TempDir dir_;

@@ -1,0 +1,52 @@
+// The FUSE requests the kernel sends for common operations, counted from a
+// foreground daemon's --debug trace: what the daemon negotiates at INIT
+// decides how many round trips a job's I/O costs.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "tests/fs/mount_fixture.h"
+#include "tests/fs/test_util.h"
+
+namespace sctest {
+namespace {
+
+// How many requests of each opcode a trace shows.
+std::map<std::string, int> opcodes(const std::string& trace_file) {
+  std::ifstream in(trace_file);
+  std::map<std::string, int> counts;
+  static const std::regex request("opcode: ([A-Z_]+)");
+  std::smatch m;
+  for (std::string line; std::getline(in, line);) {
+    if (std::regex_search(line, m, request)) ++counts[m[1]];
+  }
+  return counts;
+}
+
+// Without FUSE_HANDLE_KILLPRIV_V2 the kernel asks for security.capability
+// before every write(2): two round trips per small write instead of one.
+TEST(Requests, SmallWritesAreOneRoundTripEach) {
+  TempDir dir("trace");
+  const std::string trace = dir.path() + "/trace.log";
+  Mount m(MountOptions{{}, {}, trace});
+  ASSERT_TRUE(m.ok()) << m.mount_result().output;
+  constexpr int kWrites = 64;
+  {
+    Fd fd(::open(m.path("f").c_str(), O_WRONLY | O_CREAT, 0644));
+    ASSERT_GE(fd.get(), 0) << strerror(errno);
+    const std::string block(4096, 'w');
+    for (int i = 0; i < kWrites; ++i) {
+      ASSERT_EQ(4096, ::write(fd.get(), block.data(), block.size()));
+    }
+  }
+  auto counts = opcodes(trace);
+  EXPECT_EQ(kWrites, counts["WRITE"]);
+  EXPECT_LE(counts["GETXATTR"], 1) << "the kernel asked for security.capability per write";
+  EXPECT_EQ(std::string(kWrites * 4096, 'w'), read_file(m.path("f")));
+}
+
+}  // namespace
+}  // namespace sctest
