@@ -118,8 +118,30 @@ ssize_t EncryptedFile::write(uint64_t offset, std::span<const uint8_t> data, uin
     if (int err = load_unit(last)) return err;
   }
 
-  std::memcpy(buf.data() + (offset - span_start), data.data(), data.size());
-  cipher_.encrypt(id_, first, buf, buf);
+  // Units the write covers completely are encrypted straight from `data`
+  // (no copy of the request); only partial first and last units are
+  // assembled in `buf` from kept and new plaintext.
+  const bool head_partial = offset != span_start;
+  const bool tail_partial = end < span_end;
+  auto patch_unit = [&](uint64_t unit) {
+    const uint64_t start = unit * U;
+    const size_t length = unit_length(unit, new_size);
+    uint8_t* dst = buf.data() + (start - span_start);
+    const uint64_t from = std::max(start, offset);
+    const uint64_t to = std::min(start + length, end);
+    std::memcpy(dst + (from - start), data.data() + (from - offset), to - from);
+    cipher_.encrypt(id_, unit, {dst, length}, {dst, length});
+  };
+  if (head_partial) patch_unit(first);
+  if (tail_partial && (last != first || !head_partial)) patch_unit(last);
+  const uint64_t direct_first = head_partial ? first + 1 : first;
+  const uint64_t direct_end = tail_partial ? last : last + 1;  // exclusive
+  if (direct_first < direct_end) {
+    const uint64_t start = direct_first * U;
+    const uint64_t stop = std::min(span_end, direct_end * U);
+    cipher_.encrypt(id_, direct_first, data.subspan(start - offset, stop - start),
+                    buf.subspan(start - span_start, stop - start));
+  }
   if (int err = write_stored(fd_, buf.data(), buf.size(), span_start)) return err;
   *size = new_size;
   return static_cast<ssize_t>(data.size());
