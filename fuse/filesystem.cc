@@ -634,7 +634,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     if (fuse_reply_create(req, &e, fi) == -ENOENT) take_handle<OpenFile>(fi);
     return;
   }
-  int err = write_object_id(fd.get(), FileId::random().bytes);
+  const FileId id = FileId::random();
+  int err = write_object_id(fd.get(), id.bytes);
   if (!err) err = give_to_caller(req, dir, fd.get(), nullptr, mode, false);
   fuse_entry_param e;
   if (!err) err = lookup_backing(fs, dir, bn.name, &e);
@@ -650,11 +651,9 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     inode.size = 0;
     inode.allocated = 0;
   }
-  FileId id;
-  if ((err = fs.file_id(inode, fd.get(), &id)) != 0) {
-    fs.inodes().forget(inode, 1);
-    fuse_reply_err(req, -err);
-    return;
+  {
+    std::lock_guard lock(inode.ids_mu);
+    inode.file_id = id;  // just written: no need to read it back
   }
   auto file = std::make_unique<OpenFile>();
   file->fd = std::move(fd);
