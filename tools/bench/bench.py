@@ -183,7 +183,7 @@ def main():
                     "work directory (default; see benchfs.py); dir: the work "
                     "directory's own file system")
     ap.add_argument("--fs-gib", type=int, default=None,
-                    help="size of the image file system (default 12; 4 with --quick)")
+                    help="size of the image file system (default 8; 3 with --quick)")
     ap.add_argument("--out", default=os.path.join(REPO, "build", "bench", "results.json"))
     ap.add_argument("--systems", default=",".join(s.name for s in SYSTEMS))
     ap.add_argument("--scenarios", default=None,
@@ -229,7 +229,7 @@ def main():
             "running, figures will be noisy")
     records, rss_records, unavailable, versions = [], [], {}, {}
     interrupted = None
-    fs = (benchfs.ImageFs(workdir, args.fs_gib or (4 if args.quick else 12), log)
+    fs = (benchfs.ImageFs(workdir, args.fs_gib or (3 if args.quick else 8), log)
           if args.fs == "image" else benchfs.DirFs(workdir))
     fsroot = workdir
     resources = contextlib.ExitStack()
