@@ -23,7 +23,6 @@ namespace {
 std::atomic<bool> init_replied{false};
 std::atomic<uint64_t> init_unique{0};
 std::atomic<bool> kernel_offers_killpriv_v2{false};
-std::atomic<bool> killpriv_v2{false};
 
 template <typename T>
 T load(const void* at) {
@@ -68,9 +67,7 @@ ssize_t channel_writev(int fd, struct iovec* iov, int count, void*) {
   std::memcpy(&reply, iov[1].iov_base, iov[1].iov_len);
   reply.flags |= FUSE_HANDLE_KILLPRIV_V2;
   iovec amended[2] = {iov[0], {&reply, iov[1].iov_len}};
-  const ssize_t n = ::writev(fd, amended, 2);
-  if (n >= 0) killpriv_v2.store(true);
-  return n;
+  return ::writev(fd, amended, 2);
 }
 
 const fuse_custom_io kChannelIo = {
@@ -120,7 +117,5 @@ void FuseChannel::unmount() {
   if (::poll(&device, 1, 0) == 1 && (device.revents & POLLERR)) return;
   ::umount2(mountpoint_.c_str(), MNT_DETACH);
 }
-
-bool FuseChannel::killpriv_v2_negotiated() { return killpriv_v2.load(); }
 
 }  // namespace scratchcrypt

@@ -40,9 +40,6 @@ class FuseChannel {
   // the connection aborted). Idempotent.
   void unmount();
 
-  // Whether the kernel accepted FUSE_HANDLE_KILLPRIV_V2 (after INIT).
-  static bool killpriv_v2_negotiated();
-
  private:
   std::string mountpoint_;
   UniqueFd fd_;          // ours until attach()
