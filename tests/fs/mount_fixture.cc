@@ -403,18 +403,17 @@ RunResult Mount::do_mount(const std::vector<std::string>& args) {
   }
   argv.push_back(backing_);
   argv.push_back(mnt_);
-  if (!options_.trace_file.empty()) {
-    if (fd >= 0) ::close(fd);
-    return start_traced_daemon(argv);
-  }
-  RunResult r = run_scratchcrypt(argv, fd >= 0 ? std::vector<int>{fd} : std::vector<int>{});
+  RunResult r = options_.trace_file.empty()
+                    ? run_scratchcrypt(argv, fd >= 0 ? std::vector<int>{fd} : std::vector<int>{})
+                    : start_traced_daemon(argv, fd);
   if (fd >= 0) ::close(fd);
   return r;
 }
 
 // `scratchcrypt mount -f --debug ...` as our child, output to the trace
-// file; "succeeds" once the mount point is mounted (teardown stops it).
-RunResult Mount::start_traced_daemon(std::vector<std::string> argv) {
+// file, `key_fd` (if any) inherited; "succeeds" once the mount point is
+// mounted (teardown stops it).
+RunResult Mount::start_traced_daemon(std::vector<std::string> argv, int key_fd) {
   argv.insert(argv.begin() + 1, {"-f", "--debug"});
   argv.insert(argv.begin(), scratchcrypt_bin());
   std::vector<char*> args;
@@ -425,6 +424,7 @@ RunResult Mount::start_traced_daemon(std::vector<std::string> argv) {
     int out = ::open(options_.trace_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(out, 1);
     ::dup2(out, 2);
+    if (key_fd >= 0) ::fcntl(key_fd, F_SETFD, 0);
     ::execv(args[0], args.data());
     ::_exit(127);
   }

@@ -138,7 +138,7 @@ class Mount {
 
  private:
   RunResult do_mount(const std::vector<std::string>& args);
-  RunResult start_traced_daemon(std::vector<std::string> argv);
+  RunResult start_traced_daemon(std::vector<std::string> argv, int key_fd);
   void teardown();
 
   TempDir dir_;
