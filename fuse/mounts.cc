@@ -5,6 +5,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -117,6 +118,37 @@ bool directory_is_empty(const std::string& path) {
   }
   ::closedir(dir);
   return empty;
+}
+
+bool on_ext4_without_journal(const std::string& path) {
+  constexpr long kExt4Magic = 0xEF53;
+  std::string at = path;
+  struct stat st;
+  while (::stat(at.c_str(), &st) != 0) {
+    if (at.empty() || at[0] != '/' || at == "/") return false;
+    at = parent_dir(at);
+  }
+  struct statfs fs;
+  if (::statfs(at.c_str(), &fs) != 0 || fs.f_type != kExt4Magic) return false;
+  // The block device's kernel name, as /proc/fs/ext4 and /proc/fs/jbd2 use it.
+  const std::string sys = "/sys/dev/block/" + std::to_string(major(st.st_dev)) + ":" +
+                          std::to_string(minor(st.st_dev));
+  char link[PATH_MAX];
+  const ssize_t n = ::readlink(sys.c_str(), link, sizeof link - 1);
+  if (n <= 0) return false;
+  const std::string target(link, static_cast<size_t>(n));
+  const std::string device = target.substr(target.rfind('/') + 1);
+  struct stat known;
+  if (::stat(("/proc/fs/ext4/" + device).c_str(), &known) != 0) return false;
+  // A journal shows as /proc/fs/jbd2/<device>-<journal inode>.
+  DIR* journals = ::opendir("/proc/fs/jbd2");
+  if (journals == nullptr) return true;  // jbd2 not even loaded
+  bool journaled = false;
+  while (dirent* entry = ::readdir(journals)) {
+    if (std::string(entry->d_name).rfind(device + "-", 0) == 0) journaled = true;
+  }
+  ::closedir(journals);
+  return !journaled;
 }
 
 bool is_dead_mount(const std::string& path) {

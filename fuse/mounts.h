@@ -34,6 +34,13 @@ bool path_under(const std::string& path, const std::string& root);
 // True when `path` is a directory with no entries but . and ..
 bool directory_is_empty(const std::string& path);
 
+// True when `path` (or, if it does not exist yet, its nearest existing
+// ancestor) is on an ext4 file system without a journal, whose inode
+// allocator skips recently deleted inodes: creating files stays slow for
+// minutes after a wipe of a large tree (docs/OPERATIONS.md). False when it
+// cannot tell.
+bool on_ext4_without_journal(const std::string& path);
+
 // True when `path` is a FUSE mount whose daemon is gone (ENOTCONN).
 bool is_dead_mount(const std::string& path);
 

@@ -183,6 +183,14 @@ int run_config(const cli::Args& args) {
   if (!args.positional().empty()) {
     throw Error("unknown setting '" + args.positional()[0] + "' (see `scratchcrypt config`)", 2);
   }
+  if (on_ext4_without_journal(config.backing_root)) {
+    std::fflush(stdout);
+    std::fprintf(stderr,
+                 "warning: backing_root %s is on an ext4 file system without a journal: "
+                 "creating files stays slow for minutes after a large wipe; use ext4 with its "
+                 "journal, or xfs (docs/OPERATIONS.md)\n",
+                 config.backing_root.c_str());
+  }
   return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <vector>
 
 #include "tests/fs/test_util.h"
 #include "tests/lifecycle/lifecycle_util.h"
@@ -118,6 +119,49 @@ TEST_F(RawDiskTest, NoPlaintextOnTheDiskBeforeOrAfterWipe) {
   disk = image_bytes();
   EXPECT_TRUE(contains(disk, canary)) << "control: a plaintext file's contents should be found";
   EXPECT_TRUE(contains(disk, name_canary)) << "control: a plaintext file name should be found";
+}
+
+// A loop-mounted ext4 image, detached whatever the test's outcome.
+class LoopDisk {
+ public:
+  LoopDisk(const std::string& image, const std::string& dir, const std::vector<std::string>& mkfs)
+      : dir_(dir) {
+    int fd = ::open(image.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || ::ftruncate(fd, 32 << 20) != 0) return;
+    ::close(fd);
+    std::vector<std::string> argv = {"/sbin/mkfs.ext4", "-F", "-q"};
+    argv.insert(argv.end(), mkfs.begin(), mkfs.end());
+    argv.push_back(image);
+    ::mkdir(dir.c_str(), 0755);
+    mounted_ = sctest::run(argv).exit_code == 0 &&
+               sctest::run({"/usr/bin/mount", "-o", "loop", image, dir}).exit_code == 0;
+  }
+  ~LoopDisk() {
+    if (mounted_) sctest::run({"/usr/bin/umount", "-l", dir_});
+  }
+  bool ok() const { return mounted_; }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+};
+
+TEST_F(RawDiskTest, ConfigWarnsOfABackingExt4WithoutAJournal) {
+  if (!exists("/usr/sbin/mkfs.ext4") && !exists("/sbin/mkfs.ext4")) GTEST_SKIP() << "no mkfs.ext4 (e2fsprogs)";
+  if (!exists("/dev/loop-control")) GTEST_SKIP() << "no loop devices here (/dev/loop-control)";
+  for (const bool journal : {false, true}) {
+    const std::string tag = journal ? "journaled" : "journal-less";
+    LoopDisk disk(root_ + "/" + tag + ".img", root_ + "/" + tag,
+                  journal ? std::vector<std::string>{} : std::vector<std::string>{"-O", "^has_journal"});
+    ASSERT_TRUE(disk.ok()) << tag;
+    // backing_root need not exist yet: the check looks at its nearest ancestor.
+    ASSERT_TRUE(spit(config_, "backing_root = " + root_ + "/" + tag + "/not/yet\nmount_root = " +
+                                  mount_root_ + "\nrecord_log = " + record_log_ + "\n"));
+    RunResult r = sc({"config"});
+    EXPECT_EQ(0, r.exit_code) << r.output;
+    EXPECT_TRUE(contains(r.output, "backing_root = " + root_ + "/" + tag)) << r.output;
+    EXPECT_EQ(!journal, contains(r.output, "without a journal")) << tag << ": " << r.output;
+  }
 }
 
 }  // namespace
