@@ -12,10 +12,8 @@
 #include <cstdio>
 #include <cstddef>
 #include <cstring>
-#include <fstream>
 
 #include "fuse/error.h"
-#include "fuse/mounts.h"
 
 namespace scratchcrypt {
 
@@ -108,18 +106,6 @@ void FuseChannel::attach(fuse_session* session) {
     throw Error("cannot attach the FUSE session to /dev/fuse");
   }
   session_fd_ = fd_.release();
-}
-
-bool FuseChannel::set_read_ahead(size_t bytes) {
-  // The mount table names the mount's anonymous device, which is its bdi;
-  // a stat of the mount point itself would wait for the daemon.
-  const auto mount = mount_at(mountpoint_);
-  if (!mount) return false;
-  const std::string path = "/sys/class/bdi/" + std::to_string(mount->dev_major) + ":" +
-                           std::to_string(mount->dev_minor) + "/read_ahead_kb";
-  std::ofstream knob(path);
-  knob << bytes / 1024 << std::flush;
-  return knob.good();
 }
 
 void FuseChannel::unmount() {

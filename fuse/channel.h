@@ -36,11 +36,6 @@ class FuseChannel {
   // replies through the channel from then on (and closes it when destroyed).
   void attach(fuse_session* session);
 
-  // Sets the mount's readahead window (its bdi's read_ahead_kb, 128 KiB by
-  // default), which caps sequential READ requests whatever max_readahead
-  // says. Returns false when sysfs refuses (the caller logs it).
-  bool set_read_ahead(size_t bytes);
-
   // Detaches the mount unless it is already gone (unmounted from outside, or
   // the connection aborted). Idempotent.
   void unmount();

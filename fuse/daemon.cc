@@ -181,10 +181,6 @@ int serve(const MountRequest& r, int report_fd) {
     if (fuse_set_signal_handlers(session.get()) != 0) throw Error("cannot set signal handlers");
     channel.emplace(r.mountpoint, "scratchcrypt:" + volume->id());
     channel->attach(session.get());
-    if (!channel->set_read_ahead(kMaxRequestBytes)) {
-      log::warning("cannot raise the mount's readahead window (sysfs); sequential reads "
-                   "go in 128 KiB requests");
-    }
     VolumeRecord record{volume->id(), absolute_path(r.backing), absolute_path(r.mountpoint),
                         ::getpid(), r.owner.uid, r.owner.gid, r.job, r.fs.size_limit,
                         static_cast<int64_t>(::time(nullptr))};

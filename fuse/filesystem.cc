@@ -23,6 +23,7 @@ namespace scratchcrypt {
 
 namespace {
 
+constexpr size_t kMaxRequestBytes = 1 << 20;  // max_write / max_read
 constexpr size_t kMaxStoredSymlink = PATH_MAX - 1;
 
 // ---------------------------------------------------------------------------

@@ -18,11 +18,6 @@
 
 namespace scratchcrypt {
 
-// The largest read or write request (max_write, max_readahead, and the
-// mount's readahead window, see FuseChannel::set_read_ahead): one request
-// per MiB instead of one per 128 KiB.
-inline constexpr size_t kMaxRequestBytes = 1 << 20;
-
 struct FilesystemOptions {
   // Kernel write-back caching of file data: faster small writes, but errors
   // such as ENOSPC surface at fsync/close instead of write, unlike a local

@@ -51,36 +51,5 @@ TEST(Requests, SmallWritesAreOneRoundTripEach) {
   EXPECT_EQ(std::string(kWrites * 4096, 'w'), read_file(m.path("f")));
 }
 
-// The mount's readahead window decides the size of sequential READs: at the
-// kernel's default of 128 KiB, a MiB takes eight round trips.
-TEST(Requests, ColdSequentialReadsAreOneMibEach) {
-  TempDir dir("trace");
-  const std::string trace = dir.path() + "/trace.log";
-  Mount m(MountOptions{{}, {}, trace});
-  ASSERT_TRUE(m.ok()) << m.mount_result().output;
-  constexpr size_t kMib = 1 << 20;
-  std::string data(8 * kMib, '\0');
-  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 % 251);
-  ASSERT_TRUE(write_file(m.path("f"), data));
-  // Remounting drops the kernel's cached pages of the file: the reads below
-  // reach the daemon. The trace starts afresh with the new daemon.
-  ASSERT_TRUE(m.remount());
-  {
-    Fd fd(::open(m.path("f").c_str(), O_RDONLY));
-    ASSERT_GE(fd.get(), 0) << strerror(errno);
-    std::string got(data.size(), '\0');
-    size_t done = 0;
-    while (done < got.size()) {
-      const ssize_t n = ::read(fd.get(), got.data() + done, kMib);
-      ASSERT_GT(n, 0) << strerror(errno);
-      done += static_cast<size_t>(n);
-    }
-    EXPECT_TRUE(got == data) << "the file does not read back";
-  }
-  auto counts = opcodes(trace);
-  EXPECT_GE(counts["READ"], 8);
-  EXPECT_LE(counts["READ"], 10) << "sequential reads went in smaller requests than 1 MiB";
-}
-
 }  // namespace
 }  // namespace sctest
