@@ -173,7 +173,12 @@ else
 fi
 check "volume unmounted and its ciphertext deleted" sh -c \
     "! grep -qF ' $tmp/mnt/vol ' /proc/mounts && [ -z \"\$(ls -A '$tmp/backing')\" ]"
-check "the volume key left the kernel keyring" sh -c "[ -n '$key' ] && ! grep -qF ' $key: ' /proc/keys"
+# Invalidation is immediate (a search fails at once); the kernel's key
+# garbage collector drops the entry from /proc/keys a moment later.
+check "the volume key is invalidated in the kernel keyring" sh -c \
+    "[ -n '$key' ] && ! keyctl search @u user '$key'"
+check "the volume key left the kernel keyring" sh -c \
+    "for i in \$(seq 1 50); do grep -qF ' $key: ' /proc/keys || exit 0; sleep 0.1; done; exit 1"
 check "wipe record: job pkgtest, key destroyed, complete" sh -c \
     "grep '\"job\": \"pkgtest\"' '$tmp/log/wipe.jsonl' | grep '\"key_destroyed\": true' | grep -q '\"outcome\": \"complete\"'"
 
