@@ -512,9 +512,18 @@ is_mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
 
 check_key_gone() {   # check_key_gone ID KEYNAME
     [ -n "$2" ] || return 0
-    if grep -q " $2: " /proc/keys 2>/dev/null; then
-        bad "job $1: the volume key '$2' is still in the kernel keyring after the wipe"
+    # Invalidation is immediate (a search fails at once); the kernel's key
+    # garbage collector drops the entry from /proc/keys a moment later.
+    if keyctl search @u user "$2" >/dev/null 2>&1; then
+        bad "job $1: the volume key '$2' is still valid in the kernel keyring after the wipe"
+        return
     fi
+    local i
+    for i in $(seq 1 50); do
+        grep -q " $2: " /proc/keys 2>/dev/null || return 0
+        sleep 0.1
+    done
+    bad "job $1: the volume key '$2' is still in the kernel keyring 5 s after the wipe"
 }
 
 # volume_leftovers VOLID ENTRIES: what is left in backing_root of one volume: its
