@@ -64,6 +64,13 @@ class ImageFs:
                                f"the bench file system needs {self.size_gib + 2}; "
                                "free space, pass --fs-gib, or run with --fs dir")
         self.__exit__()                     # leftovers of a killed run
+        try:
+            return self._make()
+        except BaseException:
+            self.__exit__()                 # no image or loop device left behind
+            raise
+
+    def _make(self):
         # Every block of the image written once, so that no system pays for
         # the host file system allocating it (measured: a first 2 GiB write
         # into a sparse image at 468 MB/s, then 2.7 GB/s into the same blocks).
