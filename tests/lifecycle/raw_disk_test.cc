@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <vector>
 
 #include "tests/fs/test_util.h"
@@ -18,26 +19,65 @@
 namespace lctest {
 namespace {
 
-class RawDiskTest : public NodeTest {
- protected:
-  std::string image_, disk_;
-
-  bool mount_disk() {
-    RunResult r = sctest::run({"/usr/bin/mount", "-o", "loop", image_, disk_});
-    EXPECT_EQ(0, r.exit_code) << "mount -o loop: " << r.output;
-    return r.exit_code == 0;
+// An ext4 image file and its loop mount at `dir`, unmounted (lazily if
+// busy) whatever the test's outcome.
+class LoopDisk {
+ public:
+  // Makes a `mib` MiB image with mkfs.ext4 and `mkfs_args`; check ok().
+  LoopDisk(const std::string& image, const std::string& dir, int mib,
+           const std::vector<std::string>& mkfs_args = {})
+      : image_(image), dir_(dir) {
+    int fd = ::open(image.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    const bool sized = ::ftruncate(fd, static_cast<off_t>(mib) << 20) == 0;
+    ::close(fd);
+    std::vector<std::string> argv = {"/sbin/mkfs.ext4", "-F", "-q"};
+    argv.insert(argv.end(), mkfs_args.begin(), mkfs_args.end());
+    argv.push_back(image);
+    made_ = sized && ::mkdir(dir.c_str(), 0755) == 0 && sctest::run(argv).exit_code == 0;
   }
-  bool umount_disk() {
-    RunResult r = sctest::run({"/usr/bin/umount", disk_});
+  ~LoopDisk() {
+    if (mounted_) sctest::run({"/usr/bin/umount", "-l", dir_});
+  }
+  LoopDisk(const LoopDisk&) = delete;
+  LoopDisk& operator=(const LoopDisk&) = delete;
+
+  bool ok() const { return made_; }
+  const std::string& dir() const { return dir_; }
+  bool mount() {
+    RunResult r = sctest::run({"/usr/bin/mount", "-o", "loop", image_, dir_});
+    EXPECT_EQ(0, r.exit_code) << "mount -o loop: " << r.output;
+    mounted_ = r.exit_code == 0;
+    return mounted_;
+  }
+  bool umount() {
+    RunResult r = sctest::run({"/usr/bin/umount", dir_});
     EXPECT_EQ(0, r.exit_code) << "umount: " << r.output;
+    if (r.exit_code == 0) mounted_ = false;
     return r.exit_code == 0;
   }
   // Every byte that reached the image (as the disk would hold it).
-  std::string image_bytes() {
+  std::string bytes() const {
     ::sync();
     std::ofstream("/proc/sys/vm/drop_caches") << "3" << std::flush;  // best effort
     return slurp(image_);
   }
+
+ private:
+  std::string image_, dir_;
+  bool made_ = false;
+  bool mounted_ = false;
+};
+
+class RawDiskTest : public NodeTest {
+ protected:
+  void SetUp() override {
+    NodeTest::SetUp();
+    if (!exists("/usr/sbin/mkfs.ext4") && !exists("/sbin/mkfs.ext4")) GTEST_SKIP() << "no mkfs.ext4 (e2fsprogs)";
+    if (!exists("/dev/loop-control")) GTEST_SKIP() << "no loop devices here (/dev/loop-control)";
+  }
+  // Declared after NodeTest's temporary directory, so unmounted before it goes.
+  std::unique_ptr<LoopDisk> disk_;
 };
 
 std::string token(const std::string& prefix) {
@@ -49,22 +89,11 @@ std::string token(const std::string& prefix) {
 }
 
 TEST_F(RawDiskTest, NoPlaintextOnTheDiskBeforeOrAfterWipe) {
-  if (!exists("/usr/sbin/mkfs.ext4") && !exists("/sbin/mkfs.ext4")) GTEST_SKIP() << "no mkfs.ext4 (e2fsprogs)";
-  if (!exists("/dev/loop-control")) GTEST_SKIP() << "no loop devices here (/dev/loop-control)";
-  image_ = root_ + "/disk.img";
-  disk_ = root_ + "/disk";
-  {
-    int fd = ::open(image_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(0, ::ftruncate(fd, 64 << 20));
-    ::close(fd);
-  }
-  RunResult mkfs = sctest::run({"/sbin/mkfs.ext4", "-F", "-q", image_});
-  ASSERT_EQ(0, mkfs.exit_code) << mkfs.output;
-  ASSERT_EQ(0, ::mkdir(disk_.c_str(), 0755));
-  ASSERT_TRUE(mount_disk());
+  disk_ = std::make_unique<LoopDisk>(root_ + "/disk.img", root_ + "/disk", 64);
+  ASSERT_TRUE(disk_->ok());
+  ASSERT_TRUE(disk_->mount());
   // The node's backing_root lives on that disk; mounts and the log do not.
-  backing_root_ = disk_ + "/backing";
+  backing_root_ = disk_->dir() + "/backing";
   ASSERT_EQ(0, ::mkdir(backing_root_.c_str(), 0700));
   ASSERT_TRUE(spit(config_, "backing_root = " + backing_root_ + "\nmount_root = " + mount_root_ +
                                 "\nrecord_log = " + record_log_ + "\n"));
@@ -93,7 +122,7 @@ TEST_F(RawDiskTest, NoPlaintextOnTheDiskBeforeOrAfterWipe) {
     ::close(fd);
   }
 
-  std::string disk = image_bytes();
+  std::string disk = disk_->bytes();
   ASSERT_EQ(size_t{64} << 20, disk.size());
   EXPECT_FALSE(contains(disk, canary)) << "file contents in plaintext on the disk (volume mounted)";
   EXPECT_FALSE(contains(disk, name_canary)) << "a file name in plaintext on the disk (volume mounted)";
@@ -105,61 +134,36 @@ TEST_F(RawDiskTest, NoPlaintextOnTheDiskBeforeOrAfterWipe) {
 
   RunResult wipe = sc({"wipe", "--wait", mnt("v")});
   ASSERT_EQ(0, wipe.exit_code) << wipe.output;
-  ASSERT_TRUE(umount_disk());  // everything the file system had is on the image now
-  disk = image_bytes();
+  ASSERT_TRUE(disk_->umount());  // everything the file system had is on the image now
+  disk = disk_->bytes();
   EXPECT_FALSE(contains(disk, canary)) << "file contents in plaintext on the disk after the wipe";
   EXPECT_FALSE(contains(disk, name_canary)) << "a file name in plaintext on the disk after the wipe";
   EXPECT_FALSE(contains(disk, key_text.substr(0, 32)) || contains(disk, key_text.substr(32)))
       << "the key is on the disk after the wipe";
 
   // Positive control: the same canary in a plain file is found by the same search.
-  ASSERT_TRUE(mount_disk());
-  ASSERT_TRUE(spit(disk_ + "/" + name_canary + "-plain", canary + " in the clear"));
-  ASSERT_TRUE(umount_disk());
-  disk = image_bytes();
+  ASSERT_TRUE(disk_->mount());
+  ASSERT_TRUE(spit(disk_->dir() + "/" + name_canary + "-plain", canary + " in the clear"));
+  ASSERT_TRUE(disk_->umount());
+  disk = disk_->bytes();
   EXPECT_TRUE(contains(disk, canary)) << "control: a plaintext file's contents should be found";
   EXPECT_TRUE(contains(disk, name_canary)) << "control: a plaintext file name should be found";
 }
 
-// A loop-mounted ext4 image, detached whatever the test's outcome.
-class LoopDisk {
- public:
-  LoopDisk(const std::string& image, const std::string& dir, const std::vector<std::string>& mkfs)
-      : dir_(dir) {
-    int fd = ::open(image.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || ::ftruncate(fd, 32 << 20) != 0) return;
-    ::close(fd);
-    std::vector<std::string> argv = {"/sbin/mkfs.ext4", "-F", "-q"};
-    argv.insert(argv.end(), mkfs.begin(), mkfs.end());
-    argv.push_back(image);
-    ::mkdir(dir.c_str(), 0755);
-    mounted_ = sctest::run(argv).exit_code == 0 &&
-               sctest::run({"/usr/bin/mount", "-o", "loop", image, dir}).exit_code == 0;
-  }
-  ~LoopDisk() {
-    if (mounted_) sctest::run({"/usr/bin/umount", "-l", dir_});
-  }
-  bool ok() const { return mounted_; }
-
- private:
-  std::string dir_;
-  bool mounted_ = false;
-};
-
 TEST_F(RawDiskTest, ConfigWarnsOfABackingExt4WithoutAJournal) {
-  if (!exists("/usr/sbin/mkfs.ext4") && !exists("/sbin/mkfs.ext4")) GTEST_SKIP() << "no mkfs.ext4 (e2fsprogs)";
-  if (!exists("/dev/loop-control")) GTEST_SKIP() << "no loop devices here (/dev/loop-control)";
   for (const bool journal : {false, true}) {
     const std::string tag = journal ? "journaled" : "journal-less";
-    LoopDisk disk(root_ + "/" + tag + ".img", root_ + "/" + tag,
-                  journal ? std::vector<std::string>{} : std::vector<std::string>{"-O", "^has_journal"});
-    ASSERT_TRUE(disk.ok()) << tag;
+    disk_ = std::make_unique<LoopDisk>(
+        root_ + "/" + tag + ".img", root_ + "/" + tag, 32,
+        journal ? std::vector<std::string>{} : std::vector<std::string>{"-O", "^has_journal"});
+    ASSERT_TRUE(disk_->ok()) << tag;
+    ASSERT_TRUE(disk_->mount()) << tag;
     // backing_root need not exist yet: the check looks at its nearest ancestor.
-    ASSERT_TRUE(spit(config_, "backing_root = " + root_ + "/" + tag + "/not/yet\nmount_root = " +
+    ASSERT_TRUE(spit(config_, "backing_root = " + disk_->dir() + "/not/yet\nmount_root = " +
                                   mount_root_ + "\nrecord_log = " + record_log_ + "\n"));
     RunResult r = sc({"config"});
     EXPECT_EQ(0, r.exit_code) << r.output;
-    EXPECT_TRUE(contains(r.output, "backing_root = " + root_ + "/" + tag)) << r.output;
+    EXPECT_TRUE(contains(r.output, "backing_root = " + disk_->dir())) << r.output;
     EXPECT_EQ(!journal, contains(r.output, "without a journal")) << tag << ": " << r.output;
   }
 }
