@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "fuse/encrypted_file.h"
+#include "fuse/file_io.h"
 #include "fuse/log.h"
 
 namespace scratchcrypt {
@@ -182,27 +182,6 @@ void set_file_info(Filesystem&, fuse_file_info* fi, int user_flags) {
   fi->noflush = 1;
 }
 
-// Loads the size and allocation of an inode the first time it is opened.
-int load_size(Inode& inode, int fd) {
-  std::unique_lock lock(inode.io);
-  if (inode.size) return 0;
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return -errno;
-  inode.size = static_cast<uint64_t>(st.st_size);
-  inode.allocated = static_cast<uint64_t>(st.st_blocks) * 512;
-  return 0;
-}
-
-// After the data path changed a file, charges the change in allocated blocks.
-void reaccount(Filesystem& fs, Inode& inode, int fd) {
-  if (fs.options().size_limit == 0) return;
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return;
-  const uint64_t now = static_cast<uint64_t>(st.st_blocks) * 512;
-  fs.account(static_cast<int64_t>(now) - static_cast<int64_t>(inode.allocated));
-  inode.allocated = now;
-}
-
 // libfuse leaves FUSE_CAP_HANDLE_KILLPRIV on: we clear the set-user-ID bit
 // (and set-group-ID with group execute) when a file is written or truncated
 // by an unprivileged caller. The backing write is root's, which would keep
@@ -308,16 +287,12 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   fuse_reply_attr(req, &st, fs.options().cache_timeout);
 }
 
+// The caller's descriptor, `fd`, is the file's and writable.
 int truncate_inode(Filesystem& fs, Inode& inode, int fd, uint64_t new_size) {
   FileId id;
   if (int err = fs.file_id(inode, fd, &id)) return err;
-  if (int err = load_size(inode, fd)) return err;
-  std::unique_lock lock(inode.io);
-  uint64_t size = *inode.size;
-  int err = EncryptedFile(fd, id, fs.volume().contents()).truncate(new_size, &size);
-  inode.size = size;
-  reaccount(fs, inode, fd);
-  return err;
+  if (int err = FileIo::load_size(inode, fd)) return err;
+  return FileIo(inode, fd, id, fs.volume().contents(), fs.space()).truncate(new_size);
 }
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
@@ -504,7 +479,7 @@ void remove_entry(fuse_req_t req, fuse_ino_t parent, const char* name, bool dire
   if (!directory && ::fstatat(dir.fd.get(), bn.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
       st.st_nlink == 1) {
     fs.inodes().pin(st.st_dev, st.st_ino, fs.volume().root_fd());  // still open somewhere?
-    if (fs.options().size_limit != 0) fs.account(-static_cast<int64_t>(st.st_blocks) * 512);
+    fs.space().charge(-static_cast<int64_t>(st.st_blocks) * 512);
   }
   if (::unlinkat(dir.fd.get(), bn.name.c_str(), directory ? AT_REMOVEDIR : 0) != 0) {
     fuse_reply_err(req, errno);
@@ -565,7 +540,7 @@ int open_backing(Filesystem& fs, Inode& inode, int flags, std::unique_ptr<OpenFi
   if (!file->fd.valid()) return -errno;
   FileId id;
   if (int err = fs.file_id(inode, file->fd.get(), &id)) return err;
-  if (int err = load_size(inode, file->fd.get())) return err;
+  if (int err = FileIo::load_size(inode, file->fd.get())) return err;
   *out = std::move(file);
   return 0;
 }
@@ -646,11 +621,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     return;
   }
   Inode& inode = fs.inode(e.ino);
-  {
-    std::unique_lock lock(inode.io);
-    inode.size = 0;
-    inode.allocated = 0;
-  }
+  FileIo::start_empty(inode);
   {
     std::lock_guard lock(inode.ids_mu);
     inode.file_id = id;  // just written: no need to read it back
@@ -681,11 +652,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   FileId id;
   if (!open_file(req, fs, inode, fi, &fd, &id)) return;
   std::span<uint8_t> out = reply_buffer(std::min(size, kMaxRequestBytes));
-  ssize_t n;
-  {
-    std::shared_lock lock(inode.io);
-    n = EncryptedFile(fd, id, fs.volume().contents()).read(off, out, *inode.size);
-  }
+  const ssize_t n = FileIo(inode, fd, id, fs.volume().contents(), fs.space()).read(off, out);
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
   } else {
@@ -700,21 +667,8 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_
   int fd;
   FileId id;
   if (!open_file(req, fs, inode, fi, &fd, &id)) return;
-  ssize_t n;
-  {
-    std::unique_lock lock(inode.io);
-    uint64_t file_size = *inode.size;
-    const uint64_t end = static_cast<uint64_t>(off) + size;
-    const uint64_t growth = end > file_size ? std::min<uint64_t>(end - file_size, size) : 0;
-    if (fs.would_exceed_limit(growth)) {
-      n = -ENOSPC;
-    } else {
-      n = EncryptedFile(fd, id, fs.volume().contents())
-              .write(off, {reinterpret_cast<const uint8_t*>(buf), size}, &file_size);
-      inode.size = file_size;
-      reaccount(fs, inode, fd);
-    }
-  }
+  const ssize_t n = FileIo(inode, fd, id, fs.volume().contents(), fs.space())
+                        .write(off, {reinterpret_cast<const uint8_t*>(buf), size});
   if (n > 0) kill_setid_bits(req, fd);
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
@@ -735,9 +689,6 @@ void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
   fuse_reply_err(req, (datasync ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno);
 }
 
-int fallocate_locked(Filesystem& fs, Inode& inode, int fd, const FileId& id, int mode,
-                     off_t offset, off_t length);
-
 void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                   fuse_file_info* fi) {
   Filesystem& fs = fs_of(req);
@@ -753,36 +704,9 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
   if (!open_file(req, fs, inode, fi, &fd, &id)) return;
   // The lock is released before the reply: afterwards the kernel may forget
   // the inode, which frees it.
-  int err = fallocate_locked(fs, inode, fd, id, mode, offset, length);
+  const int err = FileIo(inode, fd, id, fs.volume().contents(), fs.space())
+                      .fallocate(mode, static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
   fuse_reply_err(req, -err);
-}
-
-int fallocate_locked(Filesystem& fs, Inode& inode, int fd, const FileId& id, int mode,
-                     off_t offset, off_t length) {
-  std::unique_lock lock(inode.io);
-  EncryptedFile file(fd, id, fs.volume().contents());
-  uint64_t size = *inode.size;
-  const uint64_t end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(length);
-  int err = 0;
-  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
-    if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) {
-      err = -EINVAL;  // as the kernel requires
-    } else {
-      err = file.punch_hole(offset, length, size);
-    }
-  }
-  if (!err && !(mode & FALLOC_FL_PUNCH_HOLE)) {
-    if (fs.would_exceed_limit(static_cast<uint64_t>(length))) {
-      err = -ENOSPC;
-    } else if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length) != 0) {
-      err = -errno;
-    } else if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
-      err = file.truncate(end, &size);
-    }
-  }
-  inode.size = size;
-  reaccount(fs, inode, fd);
-  return err;
 }
 
 void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
@@ -945,13 +869,7 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
     return;
   }
   st.f_namemax = kMaxNameBytes;
-  if (const uint64_t limit = fs.options().size_limit; limit != 0) {
-    const uint64_t unit = st.f_frsize ? st.f_frsize : st.f_bsize;
-    const uint64_t used = std::min(fs.used_bytes(), limit);
-    st.f_blocks = limit / unit;
-    st.f_bfree = std::min<uint64_t>(st.f_bfree, (limit - used) / unit);
-    st.f_bavail = std::min<uint64_t>(st.f_bavail, (limit - used) / unit);
-  }
+  fs.space().apply_to(&st);
   fuse_reply_statfs(req, &st);
 }
 
@@ -1105,7 +1023,7 @@ fuse_lowlevel_ops make_operations() {
 }  // namespace
 
 Filesystem::Filesystem(Volume& volume, FilesystemOptions options)
-    : volume_(volume), options_(options) {
+    : volume_(volume), options_(options), space_(options.size_limit) {
   UniqueFd fd(::open(volume_.backing().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   struct stat st;
   if (!fd.valid() || stat_of(fd.get(), &st) != 0) {
@@ -1158,14 +1076,6 @@ int Filesystem::file_id(Inode& file, int open_fd, FileId* out) {
   }
   *out = *file.file_id;
   return 0;
-}
-
-bool Filesystem::would_exceed_limit(uint64_t growth) const {
-  return options_.size_limit != 0 && growth != 0 && used_bytes() + growth > options_.size_limit;
-}
-
-uint64_t Filesystem::used_bytes() const {
-  return static_cast<uint64_t>(std::max<int64_t>(0, used_bytes_.load()));
 }
 
 }  // namespace scratchcrypt

@@ -10,10 +10,10 @@
 
 #include <fuse_lowlevel.h>
 
-#include <atomic>
 #include <cstdint>
 
 #include "fuse/inode.h"
+#include "fuse/space_limit.h"
 #include "fuse/volume.h"
 
 namespace scratchcrypt {
@@ -46,17 +46,15 @@ class Filesystem {
   int dir_id(Inode& dir, DirId* out);
   int file_id(Inode& file, int open_fd, FileId* out);
 
-  // Space accounting for the size limit (bytes of backing blocks in use).
-  bool would_exceed_limit(uint64_t growth) const;
-  void account(int64_t delta_bytes) { used_bytes_.fetch_add(delta_bytes); }
-  uint64_t used_bytes() const;
+  // The size limit and the space the volume uses against it.
+  SpaceLimit& space() { return space_; }
 
  private:
   Volume& volume_;
   FilesystemOptions options_;
   InodeTable inodes_;
   Inode* root_ = nullptr;
-  std::atomic<int64_t> used_bytes_{0};
+  SpaceLimit space_;
 };
 
 }  // namespace scratchcrypt

@@ -1,0 +1,92 @@
+#include "fuse/file_io.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <mutex>
+#include <shared_mutex>
+
+namespace scratchcrypt {
+
+int FileIo::load_size(Inode& inode, int fd) {
+  std::unique_lock lock(inode.io);
+  if (inode.size) return 0;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return -errno;
+  inode.size = static_cast<uint64_t>(st.st_size);
+  inode.allocated = static_cast<uint64_t>(st.st_blocks) * 512;
+  return 0;
+}
+
+void FileIo::start_empty(Inode& inode) {
+  std::unique_lock lock(inode.io);
+  inode.size = 0;
+  inode.allocated = 0;
+}
+
+void FileIo::reaccount() {
+  if (!space_.enabled()) return;
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return;
+  const uint64_t now = static_cast<uint64_t>(st.st_blocks) * 512;
+  space_.charge(static_cast<int64_t>(now) - static_cast<int64_t>(inode_.allocated));
+  inode_.allocated = now;
+}
+
+ssize_t FileIo::read(uint64_t offset, std::span<uint8_t> out) {
+  std::shared_lock lock(inode_.io);
+  return file_.read(offset, out, *inode_.size);
+}
+
+ssize_t FileIo::write(uint64_t offset, std::span<const uint8_t> data) {
+  std::unique_lock lock(inode_.io);
+  uint64_t size = *inode_.size;
+  const uint64_t end = offset + data.size();
+  const uint64_t growth = end > size ? std::min<uint64_t>(end - size, data.size()) : 0;
+  if (space_.would_exceed(growth)) return -ENOSPC;
+  ssize_t n = file_.write(offset, data, &size);
+  inode_.size = size;
+  reaccount();
+  return n;
+}
+
+int FileIo::truncate(uint64_t new_size) {
+  std::unique_lock lock(inode_.io);
+  uint64_t size = *inode_.size;
+  int err = file_.truncate(new_size, &size);
+  inode_.size = size;
+  reaccount();
+  return err;
+}
+
+int FileIo::fallocate(int mode, uint64_t offset, uint64_t length) {
+  std::unique_lock lock(inode_.io);
+  uint64_t size = *inode_.size;
+  const uint64_t end = offset + length;
+  int err = 0;
+  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+    if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) {
+      err = -EINVAL;  // as the kernel requires
+    } else {
+      err = file_.punch_hole(offset, length, size);
+    }
+  }
+  if (!err && !(mode & FALLOC_FL_PUNCH_HOLE)) {
+    if (space_.would_exceed(length)) {
+      err = -ENOSPC;
+    } else if (::fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                           static_cast<off_t>(length)) != 0) {
+      err = -errno;
+    } else if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
+      err = file_.truncate(end, &size);
+    }
+  }
+  inode_.size = size;
+  reaccount();
+  return err;
+}
+
+}  // namespace scratchcrypt
