@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "fuse/encrypted_directory.h"
 #include "fuse/file_io.h"
 #include "fuse/log.h"
 
@@ -24,7 +25,6 @@ namespace scratchcrypt {
 namespace {
 
 constexpr size_t kMaxRequestBytes = 1 << 20;  // max_write / max_read
-constexpr size_t kMaxStoredSymlink = PATH_MAX - 1;
 
 // ---------------------------------------------------------------------------
 // Small helpers
@@ -33,24 +33,8 @@ Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_us
 
 std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
-bool is_dot(const char* name) {
-  return std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0;
-}
-
-// Backing names that start with '.' are scratchcrypt's (base64url never
-// makes one): the volume header, long-name companions and long names.
-bool is_reserved(const char* backing_name) { return backing_name[0] == '.' && !is_dot(backing_name); }
-
 int stat_of(int path_fd, struct stat* st) {
   return ::fstatat(path_fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
-}
-
-// A backing symlink stores base64url(nonce16 || tag16 || target); its
-// plaintext length follows from the stored length.
-void fix_symlink_size(struct stat* st) {
-  if (!S_ISLNK(st->st_mode)) return;
-  const off_t decoded = st->st_size * 3 / 4;
-  st->st_size = std::max<off_t>(0, decoded - 32);
 }
 
 // An open regular file: the backing descriptor opened for this handle.
@@ -89,39 +73,21 @@ fuse_ino_t node_id(Filesystem& fs, Inode& inode) {
   return &inode == &fs.root() ? FUSE_ROOT_ID : reinterpret_cast<fuse_ino_t>(&inode);
 }
 
-int validate_name(const char* name) {
-  const size_t length = std::strlen(name);
-  if (length == 0) return -ENOENT;
-  if (length > kMaxNameBytes) return -ENAMETOOLONG;
-  return 0;
-}
-
-// The backing name of `name` in `dir`; for long names, makes sure the
-// companion file exists (created_companion says whether this call made it).
-int backing_name_for(Filesystem& fs, Inode& dir, const char* name, BackingName* out,
-                     bool create_companion = false, bool* created_companion = nullptr) {
-  if (int err = validate_name(name)) return err;
+// The names of directory `dir` for an operation on `name`, or -errno: a bad
+// name is refused first, then a directory without a valid id (-EIO).
+int names_of(Filesystem& fs, Inode& dir, const char* name, std::optional<EncryptedDirectory>* out) {
+  if (int err = check_name(name)) return err;
   DirId id;
   if (int err = fs.dir_id(dir, &id)) return err;
-  *out = fs.volume().names().encrypt_name(id, name);
-  if (created_companion != nullptr) *created_companion = false;
-  if (!out->is_long() || !create_companion) return 0;
-  const std::string companion = companion_of(out->name);
-  UniqueFd fd(::openat(dir.fd.get(), companion.c_str(),
-                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd.valid()) return errno == EEXIST ? 0 : -errno;
-  const auto& text = out->long_text;
-  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-    int err = errno ? -errno : -EIO;
-    ::unlinkat(dir.fd.get(), companion.c_str(), 0);
-    return err;
-  }
-  if (created_companion != nullptr) *created_companion = true;
+  out->emplace(dir.fd.get(), id, fs.volume().names());
   return 0;
 }
 
-void remove_companion(Inode& dir, const BackingName& name) {
-  if (name.is_long()) ::unlinkat(dir.fd.get(), companion_of(name.name).c_str(), 0);
+// The backing name of `name` in `dir`.
+int backing_name_for(Filesystem& fs, Inode& dir, const char* name, BackingName* out) {
+  std::optional<EncryptedDirectory> names;
+  if (int err = names_of(fs, dir, name, &names)) return err;
+  return names->backing_name(name, out);
 }
 
 // Looks up a backing entry and fills the FUSE entry (raising the lookup
@@ -133,7 +99,7 @@ int lookup_backing(Filesystem& fs, Inode& dir, const std::string& backing_name,
   struct stat st;
   if (int err = stat_of(fd.get(), &st)) return err;
   Inode& inode = fs.inodes().acquire(std::move(fd), st);
-  fix_symlink_size(&st);
+  show_symlink_size(&st);
   *e = {};
   e->ino = node_id(fs, inode);
   e->attr = st;
@@ -283,7 +249,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     fuse_reply_err(req, -err);
     return;
   }
-  fix_symlink_size(&st);
+  show_symlink_size(&st);
   fuse_reply_attr(req, &st, fs.options().cache_timeout);
 }
 
@@ -351,20 +317,13 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
 
 void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   Filesystem& fs = fs_of(req);
-  std::vector<char> stored(PATH_MAX + 1);
-  ssize_t n = ::readlinkat(fs.path(fs.inode(ino)).get(), "", stored.data(), stored.size());
-  if (n < 0) {
-    fuse_reply_err(req, errno);
+  Inode& inode = fs.inode(ino);
+  std::string target;
+  if (int err = read_symlink(fs.volume().names(), fs.path(inode).get(), inode.ino, &target)) {
+    fuse_reply_err(req, -err);
     return;
   }
-  auto target = fs.volume().names().decrypt_symlink({stored.data(), static_cast<size_t>(n)});
-  if (!target) {
-    log::warning("a symlink does not decrypt (backing inode " +
-                 std::to_string(fs.inode(ino).ino) + "); it was changed on disk");
-    fuse_reply_err(req, EIO);
-    return;
-  }
-  fuse_reply_readlink(req, target->c_str());
+  fuse_reply_readlink(req, target.c_str());
 }
 
 // Looks a new entry up and replies with it.
@@ -380,8 +339,9 @@ void reply_new_entry(fuse_req_t req, Filesystem& fs, Inode& dir, const BackingNa
 // The steps every new entry takes: encrypt its name (making the long-name
 // companion if needed), create the backing object with `make`, set it up
 // with `finish` (ids, owner), undo what was made if a step fails, and reply
-// with the new entry. Both steps get the directory and the backing name and
-// return 0 or -errno.
+// with the new entry. `make` gets the directory, its names and the backing
+// name, `finish` the directory and the backing name; both return 0 or
+// -errno.
 template <typename Make, typename Finish>
 void add_entry(fuse_req_t req, fuse_ino_t parent, const char* name, int undo_flags, Make&& make,
                Finish&& finish) {
@@ -389,12 +349,14 @@ void add_entry(fuse_req_t req, fuse_ino_t parent, const char* name, int undo_fla
   Inode& dir = fs.inode(parent);
   BackingName bn;
   bool made_companion = false;
-  int err = backing_name_for(fs, dir, name, &bn, true, &made_companion);
-  if (!err && (err = make(dir, bn.name.c_str())) != 0) {
-    if (made_companion) remove_companion(dir, bn);
+  std::optional<EncryptedDirectory> names;
+  int err = names_of(fs, dir, name, &names);
+  if (!err) err = names->prepare_entry(name, &bn, &made_companion);
+  if (!err && (err = make(dir, *names, bn.name.c_str())) != 0) {
+    if (made_companion) names->remove_companion(bn);
   } else if (!err && (err = finish(dir, bn.name.c_str())) != 0) {
     ::unlinkat(dir.fd.get(), bn.name.c_str(), undo_flags);
-    if (made_companion) remove_companion(dir, bn);
+    if (made_companion) names->remove_companion(bn);
   }
   if (err) {
     fuse_reply_err(req, -err);
@@ -409,7 +371,7 @@ int nothing_to_finish(Inode&, const char*) { return 0; }
 void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   add_entry(
       req, parent, name, AT_REMOVEDIR,
-      [&](Inode& dir, const char* at) {
+      [&](Inode& dir, EncryptedDirectory&, const char* at) {
         return errno_unless(::mkdirat(dir.fd.get(), at, mode & 07777) == 0);
       },
       [&](Inode& dir, const char* at) {
@@ -428,7 +390,7 @@ void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
   }
   add_entry(
       req, parent, name, 0,
-      [&](Inode& dir, const char* at) {
+      [&](Inode& dir, EncryptedDirectory&, const char* at) {
         return errno_unless(::mknodat(dir.fd.get(), at, mode, rdev) == 0);
       },
       [&](Inode& dir, const char* at) {
@@ -443,16 +405,9 @@ void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
 }
 
 void op_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
-  const std::string stored = fs_of(req).volume().names().encrypt_symlink(link);
-  if (stored.size() > kMaxStoredSymlink) {
-    fuse_reply_err(req, ENAMETOOLONG);
-    return;
-  }
   add_entry(
       req, parent, name, 0,
-      [&](Inode& dir, const char* at) {
-        return errno_unless(::symlinkat(stored.c_str(), dir.fd.get(), at) == 0);
-      },
+      [&](Inode&, EncryptedDirectory& names, const char* at) { return names.make_symlink(at, link); },
       [&](Inode& dir, const char* at) { return give_to_caller(req, dir, dir.fd.get(), at, 0, false); });
 }
 
@@ -460,7 +415,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* n
   Inode& inode = fs_of(req).inode(ino);
   add_entry(
       req, newparent, newname, 0,
-      [&](Inode& dir, const char* at) {
+      [&](Inode& dir, EncryptedDirectory&, const char* at) {
         return errno_unless(
             ::linkat(fs_of(req).path(inode).get(), "", dir.fd.get(), at, AT_EMPTY_PATH) == 0);
       },
@@ -471,7 +426,10 @@ void remove_entry(fuse_req_t req, fuse_ino_t parent, const char* name, bool dire
   Filesystem& fs = fs_of(req);
   Inode& dir = fs.inode(parent);
   BackingName bn;
-  if (int err = backing_name_for(fs, dir, name, &bn)) {
+  std::optional<EncryptedDirectory> names;
+  int err = names_of(fs, dir, name, &names);
+  if (!err) err = names->backing_name(name, &bn);
+  if (err) {
     fuse_reply_err(req, -err);
     return;
   }
@@ -485,7 +443,7 @@ void remove_entry(fuse_req_t req, fuse_ino_t parent, const char* name, bool dire
     fuse_reply_err(req, errno);
     return;
   }
-  remove_companion(dir, bn);
+  names->remove_companion(bn);
   fuse_reply_err(req, 0);
 }
 
@@ -508,8 +466,11 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   Inode& to_dir = fs.inode(newparent);
   BackingName from, to;
   bool made_companion = false;
-  int err = backing_name_for(fs, from_dir, name, &from);
-  if (!err) err = backing_name_for(fs, to_dir, newname, &to, true, &made_companion);
+  std::optional<EncryptedDirectory> from_names, to_names;
+  int err = names_of(fs, from_dir, name, &from_names);
+  if (!err) err = from_names->backing_name(name, &from);
+  if (!err) err = names_of(fs, to_dir, newname, &to_names);
+  if (!err) err = to_names->prepare_entry(newname, &to, &made_companion);
   if (err) {
     fuse_reply_err(req, -err);
     return;
@@ -523,13 +484,13 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   if (::renameat2(from_dir.fd.get(), from.name.c_str(), to_dir.fd.get(), to.name.c_str(),
                   flags) != 0) {
     err = errno;
-    if (made_companion) remove_companion(to_dir, to);
+    if (made_companion) to_names->remove_companion(to);
     fuse_reply_err(req, err);
     return;
   }
   // After an exchange both names still exist; otherwise the old one is gone.
   if (!(flags & RENAME_EXCHANGE) && !(&from_dir == &to_dir && from.name == to.name)) {
-    remove_companion(from_dir, from);
+    from_names->remove_companion(from);
   }
   fuse_reply_err(req, 0);
 }
@@ -573,8 +534,11 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Inode& dir = fs.inode(parent);
   BackingName bn;
   bool made_companion = false;
-  if (int err = backing_name_for(fs, dir, name, &bn, true, &made_companion)) {
-    fuse_reply_err(req, -err);
+  std::optional<EncryptedDirectory> names;
+  int named = names_of(fs, dir, name, &names);
+  if (!named) named = names->prepare_entry(name, &bn, &made_companion);
+  if (named) {
+    fuse_reply_err(req, -named);
     return;
   }
   // Create exclusively so that the new file id is never written over an
@@ -584,7 +548,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                        mode & 07777));
   if (!fd.valid()) {
     int err = errno;
-    if (made_companion) remove_companion(dir, bn);
+    if (made_companion) names->remove_companion(bn);
     if (err != EEXIST || (fi->flags & O_EXCL)) {
       fuse_reply_err(req, err);
       return;
@@ -616,7 +580,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (!err) err = lookup_backing(fs, dir, bn.name, &e);
   if (err) {
     ::unlinkat(dir.fd.get(), bn.name.c_str(), 0);
-    if (made_companion) remove_companion(dir, bn);
+    if (made_companion) names->remove_companion(bn);
     fuse_reply_err(req, -err);
     return;
   }
@@ -745,31 +709,6 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (fuse_reply_open(req, fi) == -ENOENT) take_handle<OpenDir>(fi);
 }
 
-// The plaintext name of a backing entry, or nullopt to skip it.
-std::optional<std::string> entry_name(Filesystem& fs, OpenDir& dir, const dirent* entry) {
-  const char* name = entry->d_name;
-  if (is_dot(name)) return std::string(name);
-  std::string text;
-  if (is_long_name(name)) {
-    UniqueFd fd(::openat(::dirfd(dir.dir), companion_of(name).c_str(),
-                         O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    char buf[4 * kMaxNameBytes];
-    ssize_t n = fd.valid() ? ::read(fd.get(), buf, sizeof buf) : -1;
-    if (n <= 0) return std::nullopt;
-    text.assign(buf, static_cast<size_t>(n));
-  } else if (is_reserved(name)) {
-    return std::nullopt;
-  } else {
-    text = name;
-  }
-  auto plain = fs.volume().names().decrypt_name(dir.id, text);
-  if (!plain) {
-    log::warning("skipped a directory entry that does not decrypt (backing inode " +
-                 std::to_string(entry->d_ino) + "); it was changed or added on disk");
-  }
-  return plain;
-}
-
 // Fills `buf` with entries from `offset` on; returns bytes used or -errno.
 ssize_t fill_dir_buffer(fuse_req_t req, Filesystem& fs, Inode& parent, OpenDir& dir,
                         off_t offset, std::vector<char>& buf, bool plus) {
@@ -780,6 +719,7 @@ ssize_t fill_dir_buffer(fuse_req_t req, Filesystem& fs, Inode& parent, OpenDir& 
     dir.pending = nullptr;
     dir.offset = offset;
   }
+  EncryptedDirectory names(::dirfd(dir.dir), dir.id, fs.volume().names());
   size_t used = 0;
   for (;;) {
     if (dir.pending == nullptr) {
@@ -791,7 +731,7 @@ ssize_t fill_dir_buffer(fuse_req_t req, Filesystem& fs, Inode& parent, OpenDir& 
       }
     }
     dirent* entry = dir.pending;
-    auto name = entry_name(fs, dir, entry);
+    auto name = names.plaintext_name(entry->d_name, entry->d_ino);
     if (!name) {
       dir.pending = nullptr;
       dir.offset = entry->d_off;
