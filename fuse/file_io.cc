@@ -7,7 +7,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <mutex>
+#include <new>
 #include <shared_mutex>
+#include <stdexcept>
+
+#include "fuse/fault_injection.h"
 
 namespace scratchcrypt {
 
@@ -36,8 +40,20 @@ void FileIo::reaccount() {
   inode_.allocated = now;
 }
 
+namespace {
+
+// The failures a data operation can throw (OpenSSL errors, allocation),
+// on request of a test (fuse/fault_injection.h).
+void maybe_throw() {
+  if (fault_injected("throw")) throw std::runtime_error("injected cipher failure");
+  if (fault_injected("bad-alloc")) throw std::bad_alloc();
+}
+
+}  // namespace
+
 ssize_t FileIo::read(uint64_t offset, std::span<uint8_t> out) {
   std::shared_lock lock(inode_.io);
+  maybe_throw();
   return file_.read(offset, out, *inode_.size);
 }
 
@@ -47,6 +63,7 @@ ssize_t FileIo::write(uint64_t offset, std::span<const uint8_t> data) {
   const uint64_t end = offset + data.size();
   const uint64_t growth = end > size ? std::min<uint64_t>(end - size, data.size()) : 0;
   if (space_.would_exceed(growth)) return -ENOSPC;
+  maybe_throw();
   ssize_t n = file_.write(offset, data, &size);
   inode_.size = size;
   reaccount();

@@ -922,41 +922,82 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
+// Every handler runs inside this guard: an exception (an OpenSSL failure,
+// std::bad_alloc) becomes an errno reply instead of reaching
+// std::terminate and taking the volume down. Handlers reply last, after
+// everything that can throw, so a request that threw has no reply yet.
+// kNoReply: forget takes no reply but fuse_reply_none; every other request
+// an errno.
+template <auto Op, bool kNoReply = false>
+struct Guarded;
+
+template <typename... Args, void (*Op)(fuse_req_t, Args...), bool kNoReply>
+struct Guarded<Op, kNoReply> {
+  static void call(fuse_req_t req, Args... args) noexcept {
+    int err;
+    try {
+      Op(req, args...);
+      return;
+    } catch (const std::bad_alloc&) {
+      err = ENOMEM;
+    } catch (const std::exception& e) {
+      log::error(std::string("a request failed: ") + e.what());
+      err = EIO;
+    } catch (...) {
+      log::error("a request failed with an unknown exception");
+      err = EIO;
+    }
+    if constexpr (kNoReply) {
+      fuse_reply_none(req);
+    } else {
+      fuse_reply_err(req, err);
+    }
+  }
+};
+
+void guarded_init(void* userdata, fuse_conn_info* conn) noexcept {
+  try {
+    op_init(userdata, conn);
+  } catch (const std::exception& e) {
+    log::error(std::string("init failed: ") + e.what());
+  }
+}
+
 fuse_lowlevel_ops make_operations() {
   fuse_lowlevel_ops ops = {};
-  ops.init = op_init;
-  ops.lookup = op_lookup;
-  ops.forget = op_forget;
-  ops.forget_multi = op_forget_multi;
-  ops.getattr = op_getattr;
-  ops.setattr = op_setattr;
-  ops.readlink = op_readlink;
-  ops.mkdir = op_mkdir;
-  ops.mknod = op_mknod;
-  ops.symlink = op_symlink;
-  ops.link = op_link;
-  ops.unlink = op_unlink;
-  ops.rmdir = op_rmdir;
-  ops.rename = op_rename;
-  ops.open = op_open;
-  ops.create = op_create;
-  ops.read = op_read;
-  ops.write = op_write;
-  ops.flush = op_flush;
-  ops.release = op_release;
-  ops.fsync = op_fsync;
-  ops.fallocate = op_fallocate;
-  ops.lseek = op_lseek;
-  ops.opendir = op_opendir;
-  ops.readdir = op_readdir;
-  ops.readdirplus = op_readdirplus;
-  ops.releasedir = op_releasedir;
-  ops.fsyncdir = op_fsyncdir;
-  ops.statfs = op_statfs;
-  ops.setxattr = op_setxattr;
-  ops.getxattr = op_getxattr;
-  ops.listxattr = op_listxattr;
-  ops.removexattr = op_removexattr;
+  ops.init = guarded_init;
+  ops.lookup = Guarded<op_lookup>::call;
+  ops.forget = Guarded<op_forget, true>::call;
+  ops.forget_multi = Guarded<op_forget_multi, true>::call;
+  ops.getattr = Guarded<op_getattr>::call;
+  ops.setattr = Guarded<op_setattr>::call;
+  ops.readlink = Guarded<op_readlink>::call;
+  ops.mkdir = Guarded<op_mkdir>::call;
+  ops.mknod = Guarded<op_mknod>::call;
+  ops.symlink = Guarded<op_symlink>::call;
+  ops.link = Guarded<op_link>::call;
+  ops.unlink = Guarded<op_unlink>::call;
+  ops.rmdir = Guarded<op_rmdir>::call;
+  ops.rename = Guarded<op_rename>::call;
+  ops.open = Guarded<op_open>::call;
+  ops.create = Guarded<op_create>::call;
+  ops.read = Guarded<op_read>::call;
+  ops.write = Guarded<op_write>::call;
+  ops.flush = Guarded<op_flush>::call;
+  ops.release = Guarded<op_release>::call;
+  ops.fsync = Guarded<op_fsync>::call;
+  ops.fallocate = Guarded<op_fallocate>::call;
+  ops.lseek = Guarded<op_lseek>::call;
+  ops.opendir = Guarded<op_opendir>::call;
+  ops.readdir = Guarded<op_readdir>::call;
+  ops.readdirplus = Guarded<op_readdirplus>::call;
+  ops.releasedir = Guarded<op_releasedir>::call;
+  ops.fsyncdir = Guarded<op_fsyncdir>::call;
+  ops.statfs = Guarded<op_statfs>::call;
+  ops.setxattr = Guarded<op_setxattr>::call;
+  ops.getxattr = Guarded<op_getxattr>::call;
+  ops.listxattr = Guarded<op_listxattr>::call;
+  ops.removexattr = Guarded<op_removexattr>::call;
   return ops;
 }
 

@@ -378,7 +378,49 @@ int key_pipe(const std::vector<uint8_t>& key) {
   return p[0];
 }
 
-Mount::Mount(const MountOptions& options) : dir_("vol"), options_(options) {
+LoopDisk::LoopDisk(const std::string& image, const std::string& dir, int mib,
+                   const std::vector<std::string>& mkfs_args)
+    : image_(image), dir_(dir) {
+  int fd = ::open(image.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  const bool sized = ::ftruncate(fd, static_cast<off_t>(mib) << 20) == 0;
+  ::close(fd);
+  std::vector<std::string> argv = {"/sbin/mkfs.ext4", "-F", "-q"};
+  argv.insert(argv.end(), mkfs_args.begin(), mkfs_args.end());
+  argv.push_back(image);
+  made_ = sized && ::mkdir(dir.c_str(), 0755) == 0 && run(argv).exit_code == 0;
+}
+
+LoopDisk::~LoopDisk() {
+  if (mounted_) run({"/usr/bin/umount", "-l", dir_});
+}
+
+bool LoopDisk::available() {
+  return ::access("/sbin/mkfs.ext4", X_OK) == 0 && ::access("/dev/loop-control", F_OK) == 0;
+}
+
+bool LoopDisk::mount() {
+  RunResult r = run({"/usr/bin/mount", "-o", "loop", image_, dir_});
+  EXPECT_EQ(0, r.exit_code) << "mount -o loop: " << r.output;
+  mounted_ = r.exit_code == 0;
+  return mounted_;
+}
+
+bool LoopDisk::umount() {
+  RunResult r = run({"/usr/bin/umount", dir_});
+  EXPECT_EQ(0, r.exit_code) << "umount: " << r.output;
+  if (r.exit_code == 0) mounted_ = false;
+  return r.exit_code == 0;
+}
+
+std::string LoopDisk::bytes() const {
+  ::sync();
+  std::ofstream("/proc/sys/vm/drop_caches") << "3" << std::flush;  // best effort
+  return read_file(image_);
+}
+
+Mount::Mount(const MountOptions& options)
+    : dir_("vol", options.base_dir.empty() ? "/tmp" : options.base_dir), options_(options) {
   if (dir_.path().empty()) return;
   backing_ = dir_.path() + "/backing";
   mnt_ = dir_.path() + "/mnt";
@@ -403,9 +445,12 @@ RunResult Mount::do_mount(const std::vector<std::string>& args) {
   }
   argv.push_back(backing_);
   argv.push_back(mnt_);
+  // The daemon inherits the environment of the command that starts it.
+  if (!options_.fault_file.empty()) ::setenv("SCRATCHCRYPT_FAULT_FILE", options_.fault_file.c_str(), 1);
   RunResult r = options_.trace_file.empty()
                     ? run_scratchcrypt(argv, fd >= 0 ? std::vector<int>{fd} : std::vector<int>{})
                     : start_traced_daemon(argv, fd);
+  if (!options_.fault_file.empty()) ::unsetenv("SCRATCHCRYPT_FAULT_FILE");
   if (fd >= 0) ::close(fd);
   return r;
 }

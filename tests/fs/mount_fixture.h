@@ -105,6 +105,12 @@ struct MountOptions {
   // Non-empty: the daemon runs in the foreground (mount -f --debug), a child
   // of the test, writing its request trace to this file.
   std::string trace_file;
+  // Non-empty: where the volume's directory (backing and mount point) is
+  // made instead of /tmp, e.g. a LoopDisk.
+  std::string base_dir;
+  // Non-empty: the daemon's fault file (fuse/fault_injection.h); the test
+  // writes fault point names into it.
+  std::string fault_file;
 };
 
 // A scratchcrypt volume: ROOT/backing mounted at ROOT/mnt.
@@ -148,6 +154,32 @@ class Mount {
   bool mounted_ = false;
   RunResult mount_result_;
   std::string volume_id_;
+};
+
+// An ext4 image file and its loop mount at `dir`, unmounted (lazily if
+// busy) whatever the test's outcome.
+class LoopDisk {
+ public:
+  // Makes a `mib` MiB image with mkfs.ext4 and `mkfs_args`; check ok().
+  LoopDisk(const std::string& image, const std::string& dir, int mib,
+           const std::vector<std::string>& mkfs_args = {});
+  ~LoopDisk();
+  LoopDisk(const LoopDisk&) = delete;
+  LoopDisk& operator=(const LoopDisk&) = delete;
+
+  // Whether this machine can make one at all (mkfs.ext4, loop devices).
+  static bool available();
+  bool ok() const { return made_; }
+  const std::string& dir() const { return dir_; }
+  bool mount();
+  bool umount();
+  // Every byte that reached the image (as the disk would hold it).
+  std::string bytes() const;
+
+ private:
+  std::string image_, dir_;
+  bool made_ = false;
+  bool mounted_ = false;
 };
 
 // A gtest fixture with one fresh mount per test (root dir mode 0777 so the

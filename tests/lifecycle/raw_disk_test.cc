@@ -19,55 +19,7 @@
 namespace lctest {
 namespace {
 
-// An ext4 image file and its loop mount at `dir`, unmounted (lazily if
-// busy) whatever the test's outcome.
-class LoopDisk {
- public:
-  // Makes a `mib` MiB image with mkfs.ext4 and `mkfs_args`; check ok().
-  LoopDisk(const std::string& image, const std::string& dir, int mib,
-           const std::vector<std::string>& mkfs_args = {})
-      : image_(image), dir_(dir) {
-    int fd = ::open(image.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return;
-    const bool sized = ::ftruncate(fd, static_cast<off_t>(mib) << 20) == 0;
-    ::close(fd);
-    std::vector<std::string> argv = {"/sbin/mkfs.ext4", "-F", "-q"};
-    argv.insert(argv.end(), mkfs_args.begin(), mkfs_args.end());
-    argv.push_back(image);
-    made_ = sized && ::mkdir(dir.c_str(), 0755) == 0 && sctest::run(argv).exit_code == 0;
-  }
-  ~LoopDisk() {
-    if (mounted_) sctest::run({"/usr/bin/umount", "-l", dir_});
-  }
-  LoopDisk(const LoopDisk&) = delete;
-  LoopDisk& operator=(const LoopDisk&) = delete;
-
-  bool ok() const { return made_; }
-  const std::string& dir() const { return dir_; }
-  bool mount() {
-    RunResult r = sctest::run({"/usr/bin/mount", "-o", "loop", image_, dir_});
-    EXPECT_EQ(0, r.exit_code) << "mount -o loop: " << r.output;
-    mounted_ = r.exit_code == 0;
-    return mounted_;
-  }
-  bool umount() {
-    RunResult r = sctest::run({"/usr/bin/umount", dir_});
-    EXPECT_EQ(0, r.exit_code) << "umount: " << r.output;
-    if (r.exit_code == 0) mounted_ = false;
-    return r.exit_code == 0;
-  }
-  // Every byte that reached the image (as the disk would hold it).
-  std::string bytes() const {
-    ::sync();
-    std::ofstream("/proc/sys/vm/drop_caches") << "3" << std::flush;  // best effort
-    return slurp(image_);
-  }
-
- private:
-  std::string image_, dir_;
-  bool made_ = false;
-  bool mounted_ = false;
-};
+using sctest::LoopDisk;
 
 class RawDiskTest : public NodeTest {
  protected:
