@@ -38,6 +38,13 @@ std::string companion_of(std::string_view long_backing_name) {
   return ".N" + std::string(long_backing_name.substr(2));
 }
 
+std::string text_hash(std::string_view text) {
+  uint8_t hash[kNameHashBytes];
+  crypto_generichash(hash, sizeof hash, reinterpret_cast<const uint8_t*>(text.data()),
+                     text.size(), nullptr, 0);
+  return base64url_encode(hash);
+}
+
 std::string base64url_encode(std::span<const uint8_t> bytes) {
   constexpr int kVariant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
   std::string out(sodium_base64_encoded_len(bytes.size(), kVariant), '\0');
@@ -132,10 +139,8 @@ std::optional<std::vector<uint8_t>> NameCipher::open(
 BackingName NameCipher::encrypt_name(const DirId& dir, std::string_view name) {
   std::string text = base64url_encode(seal({as_bytes("name"), dir.bytes}, as_bytes(name)));
   if (text.size() <= kMaxNameBytes) return {std::move(text), {}};
-  uint8_t hash[kNameHashBytes];
-  crypto_generichash(hash, sizeof hash, reinterpret_cast<const uint8_t*>(text.data()),
-                     text.size(), nullptr, 0);
-  return {".L" + base64url_encode(hash), std::move(text)};
+  std::string backing = ".L" + text_hash(text);
+  return {std::move(backing), std::move(text)};
 }
 
 std::optional<std::string> NameCipher::decrypt_name(const DirId& dir, std::string_view text) {

@@ -10,7 +10,8 @@
 //    ".L" + base64url(BLAKE2b-256(base64 text)), whose full text is kept in a
 //    companion file ".N" + same hash in the same directory.
 //  * symlink target: a random 16-byte nonce n, stored as
-//    base64url(n || SIV(AD = ["symlink", n], target)).
+//    base64url(n || SIV(AD = ["symlink", n], target)) (where that text is
+//    kept is the filesystem's business: fuse/encrypted_directory.h).
 //  * xattr name: "user.scratchcrypt.x." + base64url(SIV(AD = ["xattr-name"], name)),
 //    value: SIV(AD = ["xattr-value", object id, name], 0x01 || value).
 #pragma once
@@ -49,6 +50,9 @@ bool is_long_name(std::string_view backing_name);
 bool is_companion_name(std::string_view backing_name);
 // The companion file of a long backing name (".L<hash>" -> ".N<hash>").
 std::string companion_of(std::string_view long_backing_name);
+// base64url(BLAKE2b-256(text)): names the companion of a long name or of a
+// long symlink target by its content.
+std::string text_hash(std::string_view text);
 
 std::string base64url_encode(std::span<const uint8_t> bytes);
 std::optional<std::vector<uint8_t>> base64url_decode(std::string_view text);

@@ -8,8 +8,10 @@
 // backing entries back into plaintext names, skipping scratchcrypt's
 // reserved entries and entries that do not decrypt.
 //
-// A symlink's target is stored encrypted as the backing symlink's target;
-// lstat shows the plaintext length, which follows from the stored one.
+// SymlinkTargets keeps symlink targets: encrypted, in the backing symlink
+// while they fit (targets up to 3039 bytes), else in a companion file in
+// the volume root that the backing symlink names. The companion belongs to
+// the symlink's inode, whatever its names: it goes when the last one does.
 //
 // Functions return 0 or -errno, as the FUSE layer replies; nothing throws.
 #pragma once
@@ -56,9 +58,6 @@ class EncryptedDirectory {
   // entries and entries that do not decrypt, which a listing skips.
   std::optional<std::string> plaintext_name(const char* backing_name, ino_t ino);
 
-  // Creates the backing symlink `at` in this directory, pointing to the
-  // encrypted `target`. -ENAMETOOLONG when the stored form does not fit.
-  int make_symlink(const char* at, std::string_view target);
 
  private:
   int fd_;
@@ -66,12 +65,41 @@ class EncryptedDirectory {
   NameCipher& names_;
 };
 
-// The plaintext target of the backing symlink `link_fd` (an O_PATH
-// descriptor); -EIO when it does not decrypt. `ino` names it in the log.
-int read_symlink(NameCipher& names, int link_fd, ino_t ino, std::string* target);
+class SymlinkTargets {
+ public:
+  // `root_fd` is the volume root (BACKING), where long targets are kept.
+  SymlinkTargets(int root_fd, NameCipher& names) : root_fd_(root_fd), names_(names) {}
 
-// Makes the lstat of a backing symlink show the plaintext target's length;
-// other objects are left as they are.
-void show_symlink_size(struct stat* st);
+  // Creates the backing symlink `at` in directory `dir_fd` pointing to the
+  // encrypted `target` (1..4095 bytes, which the kernel checks).
+  int make(int dir_fd, const char* at, std::string_view target);
+
+  // Removes the backing symlink `at` that make() just created, and its
+  // companion (when the symlink cannot be finished).
+  void unmake(int dir_fd, const char* at);
+
+  // The plaintext target of the backing symlink `link_fd` (an O_PATH
+  // descriptor); -EIO when it does not decrypt. `ino` names it in the log.
+  int read(int link_fd, ino_t ino, std::string* target);
+
+  // Makes the lstat `st` of backing object `path_fd` show the plaintext
+  // target's length if it is a symlink; leaves other objects as they are.
+  void show_size(int path_fd, struct stat* st);
+
+  // The companion that must go once the entry `at` of `dir_fd`, whose
+  // lstat is `st`, loses its name: a long symlink's with one link left;
+  // "" for anything else. remove_companion() it after the entry is gone.
+  std::string companion_of_last_link(int dir_fd, const char* at, const struct stat& st);
+  void remove_companion(const std::string& companion);
+
+ private:
+  // The stored target of a backing symlink, or "" if it cannot be read.
+  static std::string stored_target(int dir_fd, const char* at);
+  // The companion a stored target names, or "" for a short target.
+  static std::string companion_named_by(const std::string& stored);
+
+  int root_fd_;
+  NameCipher& names_;
+};
 
 }  // namespace scratchcrypt

@@ -83,6 +83,10 @@ int names_of(Filesystem& fs, Inode& dir, const char* name, std::optional<Encrypt
   return 0;
 }
 
+SymlinkTargets symlinks_of(Filesystem& fs) {
+  return SymlinkTargets(fs.volume().root_fd(), fs.volume().names());
+}
+
 // The backing name of `name` in `dir`.
 int backing_name_for(Filesystem& fs, Inode& dir, const char* name, BackingName* out) {
   std::optional<EncryptedDirectory> names;
@@ -98,8 +102,8 @@ int lookup_backing(Filesystem& fs, Inode& dir, const std::string& backing_name,
   if (!fd.valid()) return -errno;
   struct stat st;
   if (int err = stat_of(fd.get(), &st)) return err;
+  symlinks_of(fs).show_size(fd.get(), &st);
   Inode& inode = fs.inodes().acquire(std::move(fd), st);
-  show_symlink_size(&st);
   *e = {};
   e->ino = node_id(fs, inode);
   e->attr = st;
@@ -244,12 +248,13 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Filesystem& fs = fs_of(req);
+  const PathFd object = fs.path(fs.inode(ino));
   struct stat st;
-  if (int err = stat_of(fs.path(fs.inode(ino)).get(), &st)) {
+  if (int err = stat_of(object.get(), &st)) {
     fuse_reply_err(req, -err);
     return;
   }
-  show_symlink_size(&st);
+  symlinks_of(fs).show_size(object.get(), &st);
   fuse_reply_attr(req, &st, fs.options().cache_timeout);
 }
 
@@ -319,7 +324,7 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   Filesystem& fs = fs_of(req);
   Inode& inode = fs.inode(ino);
   std::string target;
-  if (int err = read_symlink(fs.volume().names(), fs.path(inode).get(), inode.ino, &target)) {
+  if (int err = symlinks_of(fs).read(fs.path(inode).get(), inode.ino, &target)) {
     fuse_reply_err(req, -err);
     return;
   }
@@ -405,10 +410,18 @@ void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
 }
 
 void op_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  SymlinkTargets symlinks = symlinks_of(fs_of(req));
   add_entry(
       req, parent, name, 0,
-      [&](Inode&, EncryptedDirectory& names, const char* at) { return names.make_symlink(at, link); },
-      [&](Inode& dir, const char* at) { return give_to_caller(req, dir, dir.fd.get(), at, 0, false); });
+      [&](Inode& dir, EncryptedDirectory&, const char* at) {
+        if (int err = symlinks.make(dir.fd.get(), at, link)) return err;
+        if (int err = give_to_caller(req, dir, dir.fd.get(), at, 0, false)) {
+          symlinks.unmake(dir.fd.get(), at);
+          return err;
+        }
+        return 0;
+      },
+      nothing_to_finish);
 }
 
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
@@ -434,16 +447,20 @@ void remove_entry(fuse_req_t req, fuse_ino_t parent, const char* name, bool dire
     return;
   }
   struct stat st = {};
+  SymlinkTargets symlinks = symlinks_of(fs);
+  std::string target_companion;
   if (!directory && ::fstatat(dir.fd.get(), bn.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
       st.st_nlink == 1) {
     fs.inodes().pin(st.st_dev, st.st_ino, fs.volume().root_fd());  // still open somewhere?
     fs.space().charge(-static_cast<int64_t>(st.st_blocks) * 512);
+    target_companion = symlinks.companion_of_last_link(dir.fd.get(), bn.name.c_str(), st);
   }
   if (::unlinkat(dir.fd.get(), bn.name.c_str(), directory ? AT_REMOVEDIR : 0) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
   names->remove_companion(bn);
+  symlinks.remove_companion(target_companion);
   fuse_reply_err(req, 0);
 }
 
@@ -475,11 +492,20 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
     fuse_reply_err(req, -err);
     return;
   }
-  struct stat replaced;
+  struct stat replaced, source;
+  SymlinkTargets symlinks = symlinks_of(fs);
+  std::string target_companion;  // of a replaced symlink's long target
   if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)) &&
       ::fstatat(to_dir.fd.get(), to.name.c_str(), &replaced, AT_SYMLINK_NOFOLLOW) == 0 &&
       !S_ISDIR(replaced.st_mode) && replaced.st_nlink == 1) {
     fs.inodes().pin(replaced.st_dev, replaced.st_ino, fs.volume().root_fd());
+    target_companion = symlinks.companion_of_last_link(to_dir.fd.get(), to.name.c_str(), replaced);
+    // Renaming a name onto itself replaces nothing.
+    if (!target_companion.empty() &&
+        ::fstatat(from_dir.fd.get(), from.name.c_str(), &source, AT_SYMLINK_NOFOLLOW) == 0 &&
+        source.st_ino == replaced.st_ino && source.st_dev == replaced.st_dev) {
+      target_companion.clear();
+    }
   }
   if (::renameat2(from_dir.fd.get(), from.name.c_str(), to_dir.fd.get(), to.name.c_str(),
                   flags) != 0) {
@@ -492,6 +518,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   if (!(flags & RENAME_EXCHANGE) && !(&from_dir == &to_dir && from.name == to.name)) {
     from_names->remove_companion(from);
   }
+  symlinks.remove_companion(target_companion);
   fuse_reply_err(req, 0);
 }
 

@@ -76,6 +76,8 @@ def main():
             f.seek(2 * 4096)
             f.write(MARKER)
         os.symlink("../hello.txt", os.path.join(mnt, "sub", "link"))
+        long_target = "../" + "t/" * 1999 + "x"                   # 4001 bytes: long form
+        os.symlink(long_target, os.path.join(mnt, "sub", "longlink"))
         os.setxattr(os.path.join(mnt, "hello.txt"), "user.comment", MARKER)
         os.setxattr(os.path.join(mnt, "sub"), "user.empty", b"")
         os.sync()
@@ -92,7 +94,7 @@ def main():
             check(f"dir id of /{rel} is 16 bytes", len(dir_id) == 16)
             for entry in os.listdir(bdir):
                 path = os.path.join(bdir, entry)
-                if entry == vf.HEADER or entry.startswith(".N"):
+                if entry == vf.HEADER or entry.startswith((".N", vf.LONG_TARGET)):
                     continue
                 text = entry
                 if entry.startswith(".L"):
@@ -101,7 +103,7 @@ def main():
                 name = vf.decrypt_name(KEY, dir_id, text)
                 plain_rel = os.path.join(rel, name) if rel else name
                 if os.path.islink(path):
-                    seen[plain_rel] = ("link", vf.decrypt_symlink(KEY, os.readlink(path)))
+                    seen[plain_rel] = ("link", vf.read_symlink(KEY, backing, path))
                 elif os.path.isdir(path):
                     seen[plain_rel] = ("dir", None)
                     walk(path, plain_rel)
@@ -126,6 +128,9 @@ def main():
         for name, data in files.items():
             check(f"{name}: and what was written", seen.get(name, (0, 0))[1] == data)
         check("sub/link target", seen.get("sub/link") == ("link", "../hello.txt"))
+        check("sub/longlink target (long form, companion in the volume root)",
+              seen.get("sub/longlink") == ("link", long_target)
+              and os.readlink(os.path.join(mnt, "sub", "longlink")) == long_target)
         check("sub/deeper is a directory", seen.get("sub/deeper") == ("dir", None))
         check("xattr user.comment", seen.get(("hello.txt", "comment")) == MARKER)
         check("empty xattr user.empty", seen.get(("sub", "empty")) == b"")

@@ -42,10 +42,10 @@ def xattrs(key, path, object_id, rel, out):
             out.append("!\t%s\txattr %s: %s" % (rel.hex(), name, e))
 
 
-def walk(key, directory, rel, out):
+def walk(key, root, directory, rel, out):
     dir_id = os.getxattr(directory, vf.XATTR_ID)
     for entry in sorted(os.listdir(directory)):
-        if entry == vf.HEADER or entry.startswith(".N"):
+        if entry == vf.HEADER or entry.startswith((".N", vf.LONG_TARGET)):
             continue
         full = os.path.join(directory, entry)
         text = entry
@@ -63,10 +63,10 @@ def walk(key, directory, rel, out):
         if stat.S_ISDIR(st.st_mode):
             out.append("d\t%s" % child.hex())
             xattrs(key, full, os.getxattr(full, vf.XATTR_ID), child, out)
-            walk(key, full, child, out)
+            walk(key, root, full, child, out)
         elif stat.S_ISLNK(st.st_mode):
             try:
-                target = vf.decrypt_symlink(key, os.readlink(full))
+                target = vf.read_symlink(key, root, full)
                 out.append("l\t%s\t%s" % (child.hex(), hexs(target)))
             except Exception as e:  # noqa: BLE001
                 out.append("!\t%s\tsymlink: %s" % (child.hex(), e))
@@ -87,7 +87,7 @@ def main(argv):
         print("the key on stdin must be 128 hex digits", file=sys.stderr)
         return 2
     out = []
-    walk(key, argv[0], b"", out)
+    walk(key, argv[0], argv[0], b"", out)
     print("\n".join(out))
     return 0
 

@@ -12,7 +12,8 @@ Library use:
     encrypt_file(key, file_id, plaintext) -> data
     decrypt_name(key, dir_id, backing_name_or_companion_text) -> str (bytes on non-UTF-8)
     encrypt_name(key, dir_id, name) -> (backing_name, companion_text or None)
-    decrypt_symlink(key, stored), decrypt_xattr_name(key, stored),
+    decrypt_symlink(key, text), read_symlink(key, backing_root, link_path),
+    decrypt_xattr_name(key, stored),
     decrypt_xattr_value(key, object_id, name, stored)
 
 Command line (the key file holds the 64-byte key raw, or as 128 hex digits):
@@ -43,6 +44,7 @@ KDF_PREFIX = b"scratchcrypt/v1/"
 XATTR_ID = "user.scratchcrypt.id"
 XATTR_PREFIX = "user.scratchcrypt.x."
 HEADER = ".scratchcrypt-volume"
+LONG_TARGET = ".T"      # a long symlink target's companion, in the volume root
 MAX_NAME = 255
 MASK128 = (1 << 128) - 1
 
@@ -176,10 +178,29 @@ def decrypt_name(key, dir_id, text):
         return raw
 
 
-def decrypt_symlink(key, stored):
-    raw = b64d(stored)
+def decrypt_symlink(key, text):
+    """`text` is a short backing symlink's target, or a long one's companion."""
+    raw = b64d(text)
     nonce = raw[:16]
     return _siv(key).decrypt(raw[16:], [b"symlink", nonce]).decode(errors="surrogateescape")
+
+
+def long_target_name(text):
+    """The long form's backing target and companion name: ".T" + base64url(BLAKE2b-256(text))."""
+    return LONG_TARGET + b64e(hashlib.blake2b(text.encode(), digest_size=32).digest())
+
+
+def read_symlink(key, backing_root, link_path):
+    """The plaintext target of the backing symlink `link_path` of the volume
+    in `backing_root`, short or long form (section 6)."""
+    stored = os.readlink(link_path)
+    if stored.startswith(LONG_TARGET) and len(stored) == 45:
+        with open(os.path.join(backing_root, stored)) as f:
+            text = f.read()
+        if long_target_name(text) != stored:
+            raise ValueError("the companion " + stored + " does not hold its text")
+        return decrypt_symlink(key, text)
+    return decrypt_symlink(key, stored)
 
 
 def decrypt_xattr_name(key, stored):

@@ -89,6 +89,8 @@ TEST(Format, IndependentReaderDecryptsWhatTheMountWrote) {
   }
   files["punched"] = punched;
   ASSERT_EQ(0, ::symlink("../target/of/the link", m.path("sub/link").c_str()));
+  const std::string long_target = "../" + std::string(4000, 'T');  // long form: a companion
+  ASSERT_EQ(0, ::symlink(long_target.c_str(), m.path("sub/dir/longlink").c_str()));
   ASSERT_EQ(0, ::setxattr(m.path("len5").c_str(), "user.note", "value!", 6, 0));
   ASSERT_EQ(0, ::setxattr(m.path("sub").c_str(), "user.dirnote", "", 0, 0));
   ASSERT_TRUE(m.umount());
@@ -102,6 +104,7 @@ TEST(Format, IndependentReaderDecryptsWhatTheMountWrote) {
   expected.insert("d\t" + hex("sub"));
   expected.insert("d\t" + hex("sub/dir"));
   expected.insert("l\t" + hex("sub/link") + "\t" + hex("../target/of/the link"));
+  expected.insert("l\t" + hex("sub/dir/longlink") + "\t" + hex(long_target));
   expected.insert("x\t" + hex("len5") + "\t" + hex("note") + "\t" + hex("value!"));
   expected.insert("x\t" + hex("sub") + "\t" + hex("dirnote") + "\t");
   std::set<std::string> got;
