@@ -3,7 +3,10 @@
 #
 #   make              build build/scratchcrypt
 #   make test         every test: unit, filesystem, format, key lifecycle,
-#                     sanitizers, a real Slurm cluster, the Debian package
+#                     outside exercisers (short), sanitizers, a real Slurm
+#                     cluster, the Debian package
+#   make test-full    make test, then every outside exerciser at length
+#   make exercise     stress-ng and fio on real volumes of both layouts
 #   make check-asan   unit and filesystem tests under ASan + UBSan
 #   make demo         mount a real volume, run a sample job, wipe it, show it
 #   make bench        side-by-side benchmark (native, gocryptfs, securefs, us)
@@ -36,10 +39,11 @@ test_obj = $(call obj,$(wildcard tests/$(1)/*.cc))
 
 # Debian packages the build, the tests and the demo need.
 DEB_DEPS := g++ make pkg-config libfuse3-dev fuse3 libssl-dev openssl libsodium-dev \
-            libgtest-dev python3 python3-cryptography e2fsprogs util-linux procps keyutils gdb
+            libgtest-dev python3 python3-cryptography e2fsprogs util-linux procps keyutils gdb \
+            stress-ng fio
 
-.PHONY: all deps test unit-test fs-test format-test lifecycle-test slurm-test package-test \
-        check-asan demo bench bench-quick bench-crypto deb install clean
+.PHONY: all deps test test-full unit-test fs-test format-test lifecycle-test slurm-test \
+        package-test exercise exercise-full check-asan demo bench bench-quick bench-crypto deb install clean
 all: $(BUILD)/scratchcrypt
 
 deps:
@@ -85,6 +89,14 @@ format-test: deps $(BUILD)/scratchcrypt
 lifecycle-test: deps $(BUILD)/lifecycle_tests $(BUILD)/scratchcrypt
 	$(SC_ENV) $(BUILD)/lifecycle_tests
 
+# Outside exercisers (stress-ng, fio) on a files- and a block-layout volume,
+# compared with tests/exercisers/expected-failures (docs/TESTING.md).
+exercise: deps $(BUILD)/scratchcrypt
+	$(SC_ENV) /usr/bin/python3 tests/exercisers/run.py
+
+exercise-full: deps $(BUILD)/scratchcrypt
+	$(SC_ENV) /usr/bin/python3 tests/exercisers/run.py --full
+
 slurm-test: deps $(BUILD)/scratchcrypt
 	$(SC_ENV) bash tests/slurm/run_slurm_test.sh
 
@@ -101,9 +113,13 @@ check-asan: deps
 test: deps
 	$(MAKE) --no-print-directory -j$(JOBS) all $(BUILD)/unit_tests $(BUILD)/fs_tests \
 	    $(BUILD)/lifecycle_tests
-	$(MAKE) --no-print-directory unit-test fs-test format-test lifecycle-test check-asan \
-	    slurm-test package-test
+	$(MAKE) --no-print-directory unit-test fs-test format-test lifecycle-test exercise \
+	    check-asan slurm-test package-test
 	@echo "make test: every suite passed"
+
+test-full: test
+	$(MAKE) --no-print-directory exercise-full
+	@echo "make test-full: every suite passed"
 
 demo: deps $(BUILD)/scratchcrypt
 	tools/demo
