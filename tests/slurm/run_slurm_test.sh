@@ -45,65 +45,16 @@ START_TIME=$(date +%s)
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LC_ALL=C
 
-log()  { printf '[%3ds] %s\n' "$(( $(date +%s) - START_TIME ))" "$*"; }
-die()  { log "FATAL: $*"; echo "FAIL setup: $*"; echo "0 passed, 1 failed"; SETUP_FAILED=1; exit 1; }
-
-PASSED=0
-FAILED=0
-SETUP_FAILED=0
-REASONS=()
-bad()     { REASONS+=("$*"); }
-verdict() {   # verdict NAME DESCRIPTION
-    if [ "${#REASONS[@]}" -eq 0 ]; then
-        echo "PASS $1: $2"
-        PASSED=$((PASSED + 1))
-    else
-        local r
-        echo "FAIL $1: $2"
-        for r in "${REASONS[@]}"; do echo "     - $r"; done
-        FAILED=$((FAILED + 1))
-    fi
-    REASONS=()
-}
+# shellcheck source=tests/slurm/lib.sh
+. "$HERE/lib.sh"
+SUBMIT_DEFAULTS=(-n 1)
 
 [ "$(id -u)" -eq 0 ] || { echo "run_slurm_test.sh must run as root" >&2; exit 2; }
 
 # ---------------------------------------------------------------------------------------
 # Packages
 # ---------------------------------------------------------------------------------------
-need_pkgs=()
-command -v slurmctld  >/dev/null 2>&1 || need_pkgs+=(slurmctld)
-command -v slurmd     >/dev/null 2>&1 || need_pkgs+=(slurmd)
-command -v sbatch     >/dev/null 2>&1 || need_pkgs+=(slurm-client)
-command -v munged     >/dev/null 2>&1 || need_pkgs+=(munge)
-command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
-command -v fuser      >/dev/null 2>&1 || need_pkgs+=(psmisc)
-command -v chattr     >/dev/null 2>&1 || need_pkgs+=(e2fsprogs)
-command -v runuser    >/dev/null 2>&1 || need_pkgs+=(util-linux)
-command -v flock      >/dev/null 2>&1 || need_pkgs+=(util-linux)
-if [ "${#need_pkgs[@]}" -gt 0 ]; then
-    [ "${SCRATCHCRYPT_SLURM_TEST_NO_APT:-0}" = 1 ] && die "missing packages: ${need_pkgs[*]}"
-    log "installing ${need_pkgs[*]}"
-    # Keep the packages' maintainer scripts from starting system daemons (they would
-    # use /etc/munge and /etc/slurm); only add a policy-rc.d if there is none.
-    added_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        added_policy=1
-    fi
-    apt_rc=0
-    {
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q update &&
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q install -y \
-            --no-install-recommends "${need_pkgs[@]}"
-    } >"$TMP_BASE/scratchcrypt-slurm-test-apt.log" 2>&1 || apt_rc=$?
-    [ "$added_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
-    if [ "$apt_rc" -ne 0 ]; then
-        tail -20 "$TMP_BASE/scratchcrypt-slurm-test-apt.log"
-        die "apt-get install ${need_pkgs[*]} failed"
-    fi
-fi
+install_slurm_packages
 
 [ -x "$SC_SRC_BIN" ] || die "scratchcrypt binary not found or not executable: $SC_SRC_BIN (build it or set SCRATCHCRYPT_BIN)"
 for f in prolog.sh epilog.sh task_prolog.sh common.sh; do
@@ -120,35 +71,6 @@ flock -n 9 || die "another run_slurm_test.sh is running (lock $LOCK_FILE)"
 # environment, so that exactly those processes can be found and stopped later.
 MARK_VAR=SCRATCHCRYPT_SLURM_TEST_DIR
 
-pids_marked() {   # pids_marked DIR: live processes whose environment holds MARK_VAR=DIR
-    local d=$1 f p k v st
-    # one grep over all environ files (forks are slow on some VMs)
-    for f in $(grep -lszxF "$MARK_VAR=$d" /proc/[0-9]*/environ 2>/dev/null || true); do
-        p=${f#/proc/}
-        p=${p%/environ}
-        if [ "$p" = "$$" ] || [ "$p" = "$BASHPID" ]; then continue; fi
-        st=
-        while read -r k v _; do
-            if [ "$k" = State: ]; then st=$v; break; fi
-        done 2>/dev/null <"/proc/$p/status" || true
-        # skip zombies (PID 1 here may not reap orphans) and processes already gone
-        if [ -n "$st" ] && [ "$st" != Z ]; then echo "$p"; fi
-    done
-}
-
-kill_marked() {   # kill_marked DIR: TERM, then KILL, the processes started for DIR
-    local d=$1 pids i
-    pids=$(pids_marked "$d")
-    [ -n "$pids" ] || return 0
-    kill -TERM $pids 2>/dev/null || true
-    for i in $(seq 1 30); do
-        sleep 0.2
-        pids=$(pids_marked "$d")
-        [ -n "$pids" ] || return 0
-    done
-    kill -KILL $pids 2>/dev/null || true
-    sleep 0.3
-}
 
 mounts_under() {  # mounts_under DIR: mount points below DIR, deepest first
     awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r
@@ -178,19 +100,6 @@ unmount_under() {
     for m in $(mounts_under "$d"); do
         fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
     done
-}
-
-stop_pidfile() {  # stop_pidfile FILE: TERM the daemon whose pid is in FILE
-    local f=$1 pid i
-    [ -s "$f" ] || return 0
-    pid=$(cat "$f")
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
 }
 
 for old in "$TMP_BASE/$DIR_PREFIX"*; do
@@ -242,7 +151,7 @@ cleanup() {
         fi
         if [ "$rc" -ne 0 ] || [ "$FAILED" -ne 0 ] || [ "${SCRATCHCRYPT_SLURM_TEST_KEEP:-0}" = 1 ]; then
             if [ "$SETUP_FAILED" = 1 ] || [ "$FAILED" -ne 0 ]; then
-                for f in "$T"/log/slurmctld.log "$T"/log/slurmd.log "$T"/log/hooks.log "$T"/log/munged.log; do
+                for f in "$T"/log/slurmctld.log "$T"/log/slurmd.log "$T"/log/hooks.log "$T"/munge/munged.log; do
                     [ -s "$f" ] || continue
                     echo "---- last lines of $f"
                     tail -n 25 "$f"
@@ -324,45 +233,12 @@ done
 # ---------------------------------------------------------------------------------------
 # munge
 # ---------------------------------------------------------------------------------------
-MUNGE_SOCKET=$T/munge/munge.socket.2
-dd if=/dev/urandom of="$T/munge/munge.key" bs=1024 count=1 status=none
-chmod 0400 "$T/munge/munge.key"
-(
-    exec 9>&-
-    exec munged --foreground --force \
-        --key-file="$T/munge/munge.key" --socket="$MUNGE_SOCKET" \
-        --pid-file="$T/run/munged.pid" --log-file="$T/log/munged.log" \
-        --seed-file="$T/munge/munged.seed"
-) >"$T/log/munged.out" 2>&1 &
-for i in $(seq 1 50); do
-    if [ -S "$MUNGE_SOCKET" ] && munge -S "$MUNGE_SOCKET" -n 2>/dev/null | unmunge -S "$MUNGE_SOCKET" >/dev/null 2>&1; then
-        break
-    fi
-    sleep 0.1
-done
-munge -S "$MUNGE_SOCKET" -n 2>/dev/null | unmunge -S "$MUNGE_SOCKET" >/dev/null 2>&1 \
-    || die "munged did not come up: $(cat "$T/log/munged.out" "$T/log/munged.log" 2>/dev/null | tail -5)"
-runuser -u "$USER1" -- munge -S "$MUNGE_SOCKET" -n >/dev/null 2>&1 \
-    || die "user $USER1 cannot use the munge socket $MUNGE_SOCKET"
+start_munge "$T/munge" "$USER1"
 log "munged up"
 
 # ---------------------------------------------------------------------------------------
 # slurm.conf
 # ---------------------------------------------------------------------------------------
-port_in_use() {
-    local hex
-    hex=$(printf '%04X' "$1")
-    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v h="$hex" '
-        NR > 0 { split($2, a, ":"); if (a[length(a)] == h) found = 1 } END { exit !found }'
-}
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$(( 20000 + RANDOM % 30000 ))
-        port_in_use "$p" || port_in_use "$((p + 1))" || { echo "$p"; return 0; }
-    done
-    return 1
-}
 CTLD_PORT=$(free_port) || die "no free TCP port"
 SLURMD_PORT=$((CTLD_PORT + 1))
 
@@ -465,48 +341,6 @@ log "slurmd up, node $NODE idle (CPUs=$CPUS RealMemory=$MEM)"
 # ---------------------------------------------------------------------------------------
 J=$T/jobs
 
-submit() {   # submit USER NAME SCRIPTFILE [sbatch options...]  -> prints job id
-    local u=$1 name=$2 script=$3
-    shift 3
-    runuser -u "$u" -- env -i PATH="$PATH" LC_ALL=C HOME=/ USER="$u" \
-        SLURM_CONF="$CONF" "$MARK_VAR=$T" TESTJOBS="$J" \
-        sbatch --parsable -J "$name" -o "$J/$name.%j.out" -e "$J/$name.%j.out" -D "$J" \
-        -n 1 --time=3 "$@" "$script" | cut -d';' -f1
-}
-
-job_field() { scontrol show job -o "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1 || true; }
-
-wait_job_end() {   # wait_job_end ID [TIMEOUT] -> final JobState on stdout; 1 on timeout
-    local id=$1 end=$(( $(date +%s) + ${2:-$JOB_TIMEOUT} )) s
-    while [ "$(date +%s)" -lt "$end" ]; do
-        s=$(job_field "$id" JobState)
-        case "$s" in
-            ""|PENDING|RUNNING|CONFIGURING|COMPLETING|SUSPENDED|REQUEUED|RESIZING|SIGNALING|STAGE_OUT|RESV_DEL_HOLD|REQUEUE_FED|REQUEUE_HOLD|SPECIAL_EXIT|STOPPED)
-                sleep 0.25 ;;
-            *) echo "$s"; return 0 ;;
-        esac
-    done
-    echo "TIMEOUT(state=$(job_field "$id" JobState))"
-    return 1
-}
-
-wait_file() {   # wait_file PATH TIMEOUT
-    local end=$(( $(date +%s) + $2 ))
-    while [ "$(date +%s)" -lt "$end" ]; do
-        [ -e "$1" ] && return 0
-        sleep 0.2
-    done
-    return 1
-}
-
-job_out() { cat "$J/$2.$1.out" 2>/dev/null || true; }   # job_out ID NAME
-
-# alive PID: the process exists and is not a zombie (PID 1 here may not reap orphans)
-alive() {
-    local st
-    st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null || true)
-    [ -n "$st" ] && [ "$st" != Z ]
-}
 
 is_mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
 
@@ -536,14 +370,8 @@ volume_leftovers() {
 
 backing_entries() { ls -A "$BACKING" 2>/dev/null | sort || true; }
 
-record_line() {   # the last JSON line naming job $1 in the record log
-    [ -f "$RECORD" ] || return 0
-    grep -E "\"job(_?id)?\"[[:space:]]*:[[:space:]]*\"?$1\"?[[:space:]]*[,}]" "$RECORD" | tail -n 1 || true
-}
+record_line() { record_line_in "$RECORD" "$1"; }   # the last JSON line naming job $1
 record_has_job() { [ -n "$(record_line "$1")" ]; }
-
-NOTES=()
-note() { NOTES+=("$*"); echo "NOTE $*"; }
 
 # check_wiped ID ENTRIES [KEYNAME]: right after the epilog, the volume of job ID must
 # be unmounted, its mount point and its backing ENTRIES gone from their places and its
