@@ -4,7 +4,7 @@
 #   make              build build/scratchcrypt
 #   make test         every test: unit, filesystem, format, key lifecycle,
 #                     outside exercisers (short), sanitizers, a real Slurm
-#                     cluster, the Debian package
+#                     node and a three-node Slurm cluster, the Debian package
 #   make test-full    make test, then every outside exerciser at length
 #   make exercise     stress-ng and fio on real volumes of both layouts
 #   make check-asan   unit and filesystem tests under ASan + UBSan
@@ -43,7 +43,8 @@ DEB_DEPS := g++ make pkg-config libfuse3-dev fuse3 libssl-dev openssl libsodium-
             stress-ng fio
 
 .PHONY: all deps test test-full unit-test fs-test format-test lifecycle-test slurm-test \
-        package-test exercise exercise-full check-asan demo bench bench-quick bench-crypto deb install clean
+        slurm-multinode-test package-test exercise exercise-full check-asan demo bench \
+        bench-quick bench-crypto deb install clean
 all: $(BUILD)/scratchcrypt
 
 deps:
@@ -100,6 +101,10 @@ exercise-full: deps $(BUILD)/scratchcrypt
 slurm-test: deps $(BUILD)/scratchcrypt
 	$(SC_ENV) bash tests/slurm/run_slurm_test.sh
 
+# slurmctld and three slurmd nodes, each in its own UTS + mount namespace (docs/TESTING.md)
+slurm-multinode-test: deps $(BUILD)/scratchcrypt
+	$(SC_ENV) bash tests/slurm/run_multinode_test.sh
+
 package-test: deps
 	bash tests/package/run.sh
 
@@ -114,7 +119,7 @@ test: deps
 	$(MAKE) --no-print-directory -j$(JOBS) all $(BUILD)/unit_tests $(BUILD)/fs_tests \
 	    $(BUILD)/lifecycle_tests
 	$(MAKE) --no-print-directory unit-test fs-test format-test lifecycle-test exercise \
-	    check-asan slurm-test package-test
+	    check-asan slurm-test slurm-multinode-test package-test
 	@echo "make test: every suite passed"
 
 test-full: test
