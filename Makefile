@@ -8,6 +8,7 @@
 #   make test-full    make test, then every outside exerciser at length
 #   make exercise     stress-ng and fio on real volumes of both layouts
 #   make check-asan   unit and filesystem tests under ASan + UBSan
+#   make soak         1,000 job cycles through one node, checking nothing grows
 #   make demo         mount a real volume, run a sample job, wipe it, show it
 #   make bench        side-by-side benchmark (native, gocryptfs, securefs, us)
 #   make bench-quick  the same in about 3 minutes
@@ -43,7 +44,7 @@ DEB_DEPS := g++ make pkg-config libfuse3-dev fuse3 libssl-dev openssl libsodium-
             stress-ng fio
 
 .PHONY: all deps test test-full unit-test fs-test format-test lifecycle-test slurm-test \
-        slurm-multinode-test package-test exercise exercise-full check-asan demo bench \
+        slurm-multinode-test package-test soak exercise exercise-full check-asan demo bench \
         bench-quick bench-crypto deb install clean
 all: $(BUILD)/scratchcrypt
 
@@ -107,6 +108,11 @@ slurm-multinode-test: deps $(BUILD)/scratchcrypt
 
 package-test: deps
 	bash tests/package/run.sh
+
+# Many prologue/job/epilogue cycles through one node (SOAK_CYCLES, default 1000) in
+# every layout; asserts that nothing grows. Not part of `make test` (docs/TESTING.md).
+soak: deps $(BUILD)/scratchcrypt
+	$(SC_ENV) /usr/bin/python3 tests/soak/soak.py
 
 # The unit and filesystem tests built with AddressSanitizer and UBSan.
 check-asan: deps
