@@ -137,6 +137,45 @@ start_munge() {
         || die "user $u cannot use the munge socket $MUNGE_SOCKET"
 }
 
+# slurm_conf_common: the slurm.conf lines both tests share (munge at $MUNGE_SOCKET,
+# no cgroups or accounting, the hook wrappers in $T/bin, an empty $T/etc/plugstack.conf)
+slurm_conf_common() {
+    : >"$T/etc/plugstack.conf"
+    cat <<EOF
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
+CredType=cred/munge
+SlurmctldDebug=info
+SlurmdDebug=info
+PlugStackConfig=$T/etc/plugstack.conf
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SwitchType=switch/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/builtin
+ReturnToService=2
+SlurmctldTimeout=30
+MessageTimeout=10
+KillWait=2
+InactiveLimit=0
+MinJobAge=600
+Waittime=0
+EpilogMsgTime=100
+PrologEpilogTimeout=60
+Prolog=$T/bin/prolog-wrapper
+Epilog=$T/bin/epilog-wrapper
+TaskProlog=$T/bin/task_prolog-wrapper
+PrologFlags=Alloc
+EOF
+}
+
 port_in_use() {
     local hex
     hex=$(printf '%04X' "$1")
