@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "fuse/device_node.h"
 #include "fuse/encrypted_directory.h"
 #include "fuse/file_io.h"
 #include "fuse/log.h"
@@ -30,8 +31,6 @@ constexpr size_t kMaxRequestBytes = 1 << 20;  // max_write / max_read
 // Small helpers
 
 Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
-
-std::string proc_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 int stat_of(int path_fd, struct stat* st) {
   return ::fstatat(path_fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
@@ -87,6 +86,13 @@ SymlinkTargets symlinks_of(Filesystem& fs) {
   return SymlinkTargets(fs.volume().root_fd(), fs.volume().names());
 }
 
+// What the kernel is shown of backing object `path_fd` whose lstat is `st`:
+// a symlink's plaintext target length, a device node's type and number.
+void show_attr(Filesystem& fs, int path_fd, struct stat* st) {
+  symlinks_of(fs).show_size(path_fd, st);
+  show_device_node(fs.volume().names(), path_fd, st);
+}
+
 // The backing name of `name` in `dir`.
 int backing_name_for(Filesystem& fs, Inode& dir, const char* name, BackingName* out) {
   std::optional<EncryptedDirectory> names;
@@ -102,11 +108,12 @@ int lookup_backing(Filesystem& fs, Inode& dir, const std::string& backing_name,
   if (!fd.valid()) return -errno;
   struct stat st;
   if (int err = stat_of(fd.get(), &st)) return err;
-  symlinks_of(fs).show_size(fd.get(), &st);
-  Inode& inode = fs.inodes().acquire(std::move(fd), st);
+  struct stat shown = st;
+  show_attr(fs, fd.get(), &shown);
+  Inode& inode = fs.inodes().acquire(std::move(fd), st);  // the backing type
   *e = {};
   e->ino = node_id(fs, inode);
-  e->attr = st;
+  e->attr = shown;
   e->attr_timeout = e->entry_timeout = fs.options().cache_timeout;
   return 0;
 }
@@ -124,7 +131,9 @@ int give_to_caller(fuse_req_t req, Inode& dir, int fd, const char* at_name, mode
   if (at_name != nullptr) return 0;  // symlinks have no mode of their own
   if (is_directory && (parent.st_mode & S_ISGID)) mode |= S_ISGID;
   // chown clears set-id bits, so apply the requested mode afterwards.
-  if ((mode & (S_ISUID | S_ISGID)) && ::fchmod(fd, mode & 07777) != 0) return -errno;
+  if ((mode & (S_ISUID | S_ISGID)) && ::chmod(proc_fd_path(fd).c_str(), mode & 07777) != 0) {
+    return -errno;  // (through /proc: `fd` may be O_PATH)
+  }
   return 0;
 }
 
@@ -254,7 +263,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     fuse_reply_err(req, -err);
     return;
   }
-  symlinks_of(fs).show_size(object.get(), &st);
+  show_attr(fs, object.get(), &st);
   fuse_reply_attr(req, &st, fs.options().cache_timeout);
 }
 
@@ -272,7 +281,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   Inode& inode = fs.inode(ino);
   const PathFd object = fs.path(inode);
   const int path_fd = object.get();
-  const std::string path = proc_path(path_fd);
+  const std::string path = proc_fd_path(path_fd);
   int err = 0;
 
   if (to_set & FUSE_SET_ATTR_MODE) {
@@ -387,15 +396,18 @@ void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) 
       });
 }
 
+// The kernel lets only callers with CAP_MKNOD make device nodes.
 void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   const mode_t type = mode & S_IFMT;
-  if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK) {
-    fuse_reply_err(req, EPERM);  // device nodes have no place on scratch (nodev)
+  const bool device = type == S_IFCHR || type == S_IFBLK;
+  if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK && !device) {
+    fuse_reply_err(req, EINVAL);
     return;
   }
   add_entry(
       req, parent, name, 0,
       [&](Inode& dir, EncryptedDirectory&, const char* at) {
+        if (device) return make_device_node(fs_of(req).volume().names(), dir.fd.get(), at, mode, rdev);
         return errno_unless(::mknodat(dir.fd.get(), at, mode, rdev) == 0);
       },
       [&](Inode& dir, const char* at) {
@@ -524,7 +536,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 
 int open_backing(Filesystem& fs, Inode& inode, int flags, std::unique_ptr<OpenFile>* out) {
   auto file = std::make_unique<OpenFile>();
-  file->fd.reset(::open(proc_path(fs.path(inode).get()).c_str(), backing_open_flags(flags)));
+  file->fd.reset(::open(proc_fd_path(fs.path(inode).get()).c_str(), backing_open_flags(flags)));
   if (!file->fd.valid()) return -errno;
   FileId id;
   if (int err = fs.file_id(inode, file->fd.get(), &id)) return err;
@@ -784,7 +796,9 @@ ssize_t fill_dir_buffer(fuse_req_t req, Filesystem& fs, Inode& parent, OpenDir& 
     } else {
       struct stat st = {};
       st.st_ino = entry->d_ino;
-      st.st_mode = static_cast<mode_t>(entry->d_type) << 12;
+      const unsigned char type =
+          shown_entry_type(fs.volume().names(), ::dirfd(dir.dir), entry->d_name, entry->d_type);
+      st.st_mode = static_cast<mode_t>(type) << 12;
       added = fuse_add_direntry(req, buf.data() + used, size - used, name->c_str(), &st,
                                 entry->d_off);
     }
@@ -862,7 +876,7 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* v
   }
   auto stored = names.encrypt_xattr_value(id, suffix,
                                           {reinterpret_cast<const uint8_t*>(value), size});
-  int rc = ::setxattr(proc_path(fs.path(inode).get()).c_str(), stored_name.c_str(), stored.data(),
+  int rc = ::setxattr(proc_fd_path(fs.path(inode).get()).c_str(), stored_name.c_str(), stored.data(),
                       stored.size(), flags);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
@@ -883,7 +897,7 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
   NameCipher& names = fs.volume().names();
   const std::string stored_name = names.encrypt_xattr_name(suffix);
   const PathFd object = fs.path(inode);
-  const std::string path = proc_path(object.get());
+  const std::string path = proc_fd_path(object.get());
   std::vector<uint8_t> stored(XATTR_SIZE_MAX);
   ssize_t n = ::getxattr(path.c_str(), stored_name.c_str(), stored.data(), stored.size());
   if (n < 0) {
@@ -912,7 +926,7 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   if (inode.file_type != S_IFLNK) {
     std::vector<char> stored(XATTR_LIST_MAX);
     const PathFd object = fs.path(inode);
-    ssize_t n = ::listxattr(proc_path(object.get()).c_str(), stored.data(), stored.size());
+    ssize_t n = ::listxattr(proc_fd_path(object.get()).c_str(), stored.data(), stored.size());
     if (n < 0) {
       fuse_reply_err(req, errno);
       return;
@@ -945,7 +959,7 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   }
   const std::string stored_name = fs.volume().names().encrypt_xattr_name(suffix);
   const PathFd object = fs.path(fs.inode(ino));
-  int rc = ::removexattr(proc_path(object.get()).c_str(), stored_name.c_str());
+  int rc = ::removexattr(proc_fd_path(object.get()).c_str(), stored_name.c_str());
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
@@ -1070,7 +1084,7 @@ int Filesystem::file_id(Inode& file, int open_fd, FileId* out) {
   if (!file.file_id) {
     UniqueFd own;
     if (open_fd < 0) {  // xattr ids are read through a real descriptor
-      own.reset(::open(proc_path(path(file).get()).c_str(), O_RDONLY | O_CLOEXEC));
+      own.reset(::open(proc_fd_path(path(file).get()).c_str(), O_RDONLY | O_CLOEXEC));
       if (!own.valid()) return -errno;
       open_fd = own.get();
     }

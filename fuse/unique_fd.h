@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <string>
 #include <utility>
 
 namespace scratchcrypt {
@@ -34,5 +35,9 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// The /proc path of a descriptor, for calls that take a path (xattrs,
+// chmod) on an O_PATH descriptor.
+inline std::string proc_fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 }  // namespace scratchcrypt

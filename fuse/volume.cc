@@ -65,8 +65,6 @@ std::optional<VolumeHeader> parse_header(const std::string& text) {
   return header;
 }
 
-std::string proc_fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
-
 }  // namespace
 
 std::optional<VolumeHeader> read_volume_header(const std::string& backing) {

@@ -11,6 +11,8 @@ One line per object, fields separated by tabs, bytes as lower-case hex:
     d <path>                      a directory
     f <path> <size> <sha256>      a regular file's decrypted contents
     l <path> <target>             a symlink's decrypted target
+    n <path> <c|b> <major> <minor>  a device node (a backing FIFO with its record)
+    p <path>                      a FIFO
     x <path> <name> <value>       a user xattr (name without "user.")
     ! <path> <reason>             an entry that does not decrypt
 <path> is relative to the volume root, components joined with "/".
@@ -70,6 +72,16 @@ def walk(key, root, directory, rel, out):
                 out.append("l\t%s\t%s" % (child.hex(), hexs(target)))
             except Exception as e:  # noqa: BLE001
                 out.append("!\t%s\tsymlink: %s" % (child.hex(), e))
+        elif stat.S_ISFIFO(st.st_mode):
+            try:
+                record = os.getxattr(full, vf.XATTR_DEVICE, follow_symlinks=False)
+            except OSError:
+                out.append("p\t%s" % child.hex())
+                continue
+            try:
+                out.append("n\t%s\t%s\t%d\t%d" % (child.hex(), *vf.decrypt_device(key, record)))
+            except Exception as e:  # noqa: BLE001
+                out.append("!\t%s\tdevice: %s" % (child.hex(), e))
         elif stat.S_ISREG(st.st_mode):
             file_id = os.getxattr(full, vf.XATTR_ID)
             with open(full, "rb") as f:

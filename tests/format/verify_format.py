@@ -13,6 +13,7 @@ Library use:
     decrypt_name(key, dir_id, backing_name_or_companion_text) -> str (bytes on non-UTF-8)
     encrypt_name(key, dir_id, name) -> (backing_name, companion_text or None)
     decrypt_symlink(key, text), read_symlink(key, backing_root, link_path),
+    decrypt_device(key, stored) -> ("c" or "b", major, minor),
     decrypt_xattr_name(key, stored),
     decrypt_xattr_value(key, object_id, name, stored)
 
@@ -45,6 +46,7 @@ XATTR_ID = "user.scratchcrypt.id"
 XATTR_PREFIX = "user.scratchcrypt.x."
 HEADER = ".scratchcrypt-volume"
 LONG_TARGET = ".T"      # a long symlink target's companion, in the volume root
+XATTR_DEVICE = "trusted.scratchcrypt.dev"   # on a FIFO that is a device node
 MAX_NAME = 255
 MASK128 = (1 << 128) - 1
 
@@ -201,6 +203,17 @@ def read_symlink(key, backing_root, link_path):
             raise ValueError("the companion " + stored + " does not hold its text")
         return decrypt_symlink(key, text)
     return decrypt_symlink(key, stored)
+
+
+def decrypt_device(key, stored):
+    """The device node a FIFO's trusted.scratchcrypt.dev holds:
+    (type "c" or "b", major, minor)."""
+    nonce = stored[:16]
+    record = _siv(key).decrypt(stored[16:], [b"device", nonce])
+    if len(record) != 9 or record[:1] not in (b"c", b"b"):
+        raise ValueError("not a device record")
+    return (record[:1].decode(), int.from_bytes(record[1:5], "little"),
+            int.from_bytes(record[5:9], "little"))
 
 
 def decrypt_xattr_name(key, stored):

@@ -9,6 +9,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -91,6 +92,9 @@ TEST(Format, IndependentReaderDecryptsWhatTheMountWrote) {
   ASSERT_EQ(0, ::symlink("../target/of/the link", m.path("sub/link").c_str()));
   const std::string long_target = "../" + std::string(4000, 'T');  // long form: a companion
   ASSERT_EQ(0, ::symlink(long_target.c_str(), m.path("sub/dir/longlink").c_str()));
+  ASSERT_EQ(0, ::mknod(m.path("sub/tty").c_str(), S_IFCHR | 0600, makedev(5, 0)));
+  ASSERT_EQ(0, ::mknod(m.path("sub/sda1").c_str(), S_IFBLK | 0600, makedev(8, 1)));
+  ASSERT_EQ(0, ::mknod(m.path("sub/fifo").c_str(), S_IFIFO | 0600, 0));
   ASSERT_EQ(0, ::setxattr(m.path("len5").c_str(), "user.note", "value!", 6, 0));
   ASSERT_EQ(0, ::setxattr(m.path("sub").c_str(), "user.dirnote", "", 0, 0));
   ASSERT_TRUE(m.umount());
@@ -105,6 +109,9 @@ TEST(Format, IndependentReaderDecryptsWhatTheMountWrote) {
   expected.insert("d\t" + hex("sub/dir"));
   expected.insert("l\t" + hex("sub/link") + "\t" + hex("../target/of/the link"));
   expected.insert("l\t" + hex("sub/dir/longlink") + "\t" + hex(long_target));
+  expected.insert("n\t" + hex("sub/tty") + "\tc\t5\t0");
+  expected.insert("n\t" + hex("sub/sda1") + "\tb\t8\t1");
+  expected.insert("p\t" + hex("sub/fifo"));
   expected.insert("x\t" + hex("len5") + "\t" + hex("note") + "\t" + hex("value!"));
   expected.insert("x\t" + hex("sub") + "\t" + hex("dirnote") + "\t");
   std::set<std::string> got;

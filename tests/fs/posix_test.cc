@@ -1511,15 +1511,94 @@ TEST_P(PosixTest, MknodFifoAndDevices) {
     EXPECT_EQ("through the pipe", std::string(buf, n > 0 ? static_cast<size_t>(n) : 0));
   }
   writer.join();
-  SYS_FAILS(EPERM, ::mknod(p("null").c_str(), S_IFCHR | 0666, makedev(1, 3)));
-  SYS_FAILS(EPERM, ::mknod(p("blk").c_str(), S_IFBLK | 0666, makedev(7, 0)));
-  SYS_FAILS(ENOENT, ::access(p("null").c_str(), F_OK));
   SYS_OK(::mknod(p("reg").c_str(), S_IFREG | 0600, 0));
   ASSERT_TRUE(write_file(p("reg"), "regular via mknod"));
   EXPECT_EQ("regular via mknod", read_file(p("reg")));
   ASSERT_TRUE(m_->remount());
   EXPECT_TRUE(S_ISFIFO(stat_of(p("fifo")).st_mode));
   EXPECT_EQ("regular via mknod", read_file(p("reg")));
+}
+
+// Device nodes, as root makes them unpacking an image or a root file system:
+// made, shown with their type and number, renamed, linked, chmod/chown'ed
+// and removed as on a local disk mounted nodev, where they cannot be
+// opened. On the backing disk they are inert FIFOs (docs/FORMAT.md 6.2).
+TEST_P(PosixTest, DeviceNodes) {
+  struct Node {
+    std::string name;
+    mode_t type;
+    dev_t rdev;
+  };
+  const Node nodes[] = {{"null", S_IFCHR, makedev(1, 3)},
+                        {"loop0", S_IFBLK, makedev(7, 0)},
+                        {"big", S_IFCHR, makedev(4095, 1048575)},  // the largest FUSE carries
+                        {"whiteout", S_IFCHR, makedev(0, 0)}};     // overlayfs' whiteout
+  auto expect_node = [&](const std::string& path, const Node& n, mode_t perms) {
+    struct stat st = stat_of(path);
+    EXPECT_EQ(n.type, st.st_mode & S_IFMT) << path;
+    EXPECT_EQ(perms, st.st_mode & 07777) << path;
+    EXPECT_EQ(major(n.rdev), major(st.st_rdev)) << path;
+    EXPECT_EQ(minor(n.rdev), minor(st.st_rdev)) << path;
+    EXPECT_EQ(0, st.st_size) << path;
+  };
+  const mode_t umask_was = ::umask(0);
+  for (const auto& n : nodes) {
+    SYS_OK(::mknod(p(n.name).c_str(), n.type | 0640, n.rdev));
+    expect_node(p(n.name), n, 0640);
+    // Inert: the volume is mounted nodev.
+    SYS_FAILS(EACCES, ::open(p(n.name).c_str(), O_RDONLY));
+    // And on the backing disk a FIFO, which opens as no device.
+    const std::string backing = backing_of(*m_, p(n.name));
+    ASSERT_FALSE(backing.empty());
+    struct stat raw;
+    SYS_OK(::lstat(backing.c_str(), &raw));
+    EXPECT_TRUE(S_ISFIFO(raw.st_mode)) << "backing object of a device node";
+    EXPECT_EQ(0u, raw.st_rdev);
+  }
+  ::umask(umask_was);
+  SYS_FAILS(EEXIST, ::mknod(p("null").c_str(), S_IFCHR | 0666, makedev(1, 3)));
+  // The kernel refuses device nodes to callers without CAP_MKNOD.
+  AsUser r = as_user(kUserA, kGroupA, [&] {
+    return static_cast<long>(::mknod(p("user-null").c_str(), S_IFCHR | 0666, makedev(1, 3)));
+  });
+  EXPECT_EQ(-1, r.value);
+  EXPECT_EQ(EPERM, r.err);
+  // Listing shows their types.
+  std::map<std::string, unsigned char> types;
+  DIR* d = ::opendir(m_->mnt().c_str());
+  ASSERT_NE(nullptr, d);
+  while (dirent* e = ::readdir(d)) types[e->d_name] = e->d_type;
+  ::closedir(d);
+  EXPECT_EQ(DT_CHR, types["null"]);
+  EXPECT_EQ(DT_BLK, types["loop0"]);
+  // rename, link, chmod, chown, utimens.
+  SYS_OK(::mkdir(p("dev").c_str(), 0755));
+  SYS_OK(::rename(p("null").c_str(), p("dev/null").c_str()));
+  expect_node(p("dev/null"), nodes[0], 0640);
+  SYS_FAILS(ENOENT, ::access(p("null").c_str(), F_OK));
+  SYS_OK(::link(p("loop0").c_str(), p("dev/loop0").c_str()));
+  expect_node(p("dev/loop0"), nodes[1], 0640);
+  EXPECT_EQ(2u, stat_of(p("loop0")).st_nlink);
+  SYS_OK(::chmod(p("dev/null").c_str(), 0666));
+  expect_node(p("dev/null"), nodes[0], 0666);
+  SYS_OK(::lchown(p("dev/null").c_str(), kUserB, kGroupB));
+  EXPECT_EQ(kUserB, stat_of(p("dev/null")).st_uid);
+  EXPECT_EQ(kGroupB, stat_of(p("dev/null")).st_gid);
+  const timespec times[2] = {{1000, 0}, {2000, 0}};
+  SYS_OK(::utimensat(AT_FDCWD, p("dev/null").c_str(), times, AT_SYMLINK_NOFOLLOW));
+  EXPECT_EQ(2000, stat_of(p("dev/null")).st_mtime);
+  // A remount keeps them.
+  ASSERT_TRUE(m_->remount());
+  expect_node(p("dev/null"), nodes[0], 0666);
+  expect_node(p("loop0"), nodes[1], 0640);
+  expect_node(p("dev/loop0"), nodes[1], 0640);
+  expect_node(p("big"), nodes[2], 0640);
+  expect_node(p("whiteout"), nodes[3], 0640);
+  // unlink, down to the last name.
+  SYS_OK(::unlink(p("loop0").c_str()));
+  expect_node(p("dev/loop0"), nodes[1], 0640);
+  for (const char* name : {"dev/loop0", "dev/null", "big", "whiteout"}) SYS_OK(::unlink(p(name).c_str()));
+  SYS_OK(::rmdir(p("dev").c_str()));
 }
 
 // ---------------------------------------------------------------------------
