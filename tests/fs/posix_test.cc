@@ -463,6 +463,86 @@ TEST_P(PosixTest, SeekDataAndHole) {
   EXPECT_BYTES_EQ(contents, read_file(f));
 }
 
+// SEEK_DATA/SEEK_HOLE give exactly what a native ext4 file gives after the
+// same writes: FIEMAP cannot reach a FUSE daemon (docs/DESIGN.md), so tools
+// map holes with these. Data at unit boundaries, in the middle of units and
+// across them, holes punched whole and in part, a file grown by truncate;
+// every offset around every unit boundary is asked. Write-through only:
+// with the write-back cache the kernel answers these itself.
+TEST_P(PosixTest, SeekDataAndHoleMatchNativeFile) {
+  if (GetParam()) GTEST_SKIP() << "with the write-back cache the kernel answers (all data)";
+  TempDir native_dir("seek-native");
+  const std::string ours = p("sparse"), native = native_dir.path() + "/sparse";
+  const off_t unit = 4096;
+  {
+    struct stat st;
+    ASSERT_EQ(0, ::stat(native_dir.path().c_str(), &st));
+    if (st.st_blksize != unit) GTEST_SKIP() << "the native file system's blocks are not 4 KiB";
+  }
+  auto same_ops = [&](const std::function<void(int)>& op) {
+    for (const std::string& path : {ours, native}) {
+      Fd fd(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
+      ASSERT_TRUE(fd.ok()) << path;
+      op(fd.get());
+    }
+  };
+  const std::string data = pattern(3 * unit, 4);
+  auto write_at = [&](off_t offset, size_t length) {
+    same_ops([&](int fd) { ASSERT_TRUE(pwrite_all(fd, data.substr(0, length), offset)); });
+  };
+  write_at(0, unit);                    // unit 0, whole
+  write_at(3 * unit, unit);             // unit 3, whole
+  write_at(6 * unit + 1000, 100);       // the middle of unit 6
+  write_at(9 * unit - 50, 100);         // across units 8 and 9
+  write_at(12 * unit + 4000, 2 * unit);  // units 12..14, unaligned
+  write_at(20 * unit, 3 * unit);        // units 20..22, then punched
+  same_ops([&](int fd) {
+    ASSERT_EQ(0, ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 21 * unit, unit));
+    ASSERT_EQ(0, ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 20 * unit + 100, 200));
+  });
+  write_at(30 * unit + 17, 1000);       // a short last unit
+  same_ops([&](int fd) { ASSERT_EQ(0, ::ftruncate(fd, 40 * unit + 2000)); });  // grown: a hole
+  auto compare = [&](const std::string& when) {
+    SCOPED_TRACE(when);
+    Fd a(::open(ours.c_str(), O_RDONLY)), b(::open(native.c_str(), O_RDONLY));
+    struct stat st;
+    ASSERT_EQ(0, ::fstat(b.get(), &st));
+    std::vector<off_t> offsets;
+    for (off_t u = 0; u * unit <= st.st_size + unit; ++u) {
+      for (off_t d : {-1, 0, 1, 1000, 2048}) {
+        if (u * unit + d >= 0) offsets.push_back(u * unit + d);
+      }
+    }
+    for (off_t off : offsets) {
+      for (int whence : {SEEK_DATA, SEEK_HOLE}) {
+        errno = 0;
+        const off_t want = ::lseek(b.get(), off, whence);
+        const int want_err = errno;
+        errno = 0;
+        const off_t got = ::lseek(a.get(), off, whence);
+        const int got_err = errno;
+        EXPECT_TRUE(want == got && want_err == got_err)
+            << (whence == SEEK_DATA ? "SEEK_DATA(" : "SEEK_HOLE(") << off << "): native " << want
+            << " (" << strerror(want_err) << "), scratchcrypt " << got << " (" << strerror(got_err)
+            << ")";
+      }
+    }
+    EXPECT_BYTES_EQ(read_file(native), read_file(ours));
+  };
+  compare("written");
+  ASSERT_TRUE(m_->remount());
+  compare("after a remount");
+  // cp finds the holes (it has no FIEMAP here) and keeps them, into the
+  // volume and out of it.
+  for (const std::string& copy : {p("copy"), native_dir.path() + "/copy-out"}) {
+    RunResult r = run({"/usr/bin/cp", "--sparse=auto", ours, copy});
+    ASSERT_EQ(0, r.exit_code) << r.output;
+    EXPECT_BYTES_EQ(read_file(native), read_file(copy));
+    EXPECT_EQ(blocks_of(native), blocks_of(copy == p("copy") ? backing_of(*m_, copy) : copy))
+        << copy << ": cp --sparse=auto filled holes";
+  }
+}
+
 // ---------------------------------------------------------------------------
 // rename
 
