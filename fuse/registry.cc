@@ -18,7 +18,8 @@ namespace {
 
 std::string record_path(const std::string& id) { return registry_dir() + "/" + id + ".json"; }
 
-// Reads "key": value pairs of the flat JSON object we write ourselves.
+}  // namespace
+
 std::string json_field(const std::string& json, const std::string& key) {
   const std::string needle = "\"" + key + "\":";
   auto pos = json.find(needle);
@@ -36,8 +37,6 @@ std::string json_field(const std::string& json, const std::string& key) {
   auto end = json.find_first_of(",}", pos);
   return json.substr(pos, end - pos);
 }
-
-}  // namespace
 
 std::string registry_dir() {
   const char* dir = std::getenv("SCRATCHCRYPT_RUN_DIR");

@@ -34,5 +34,9 @@ std::optional<VolumeRecord> find_volume(const std::string& mountpoint_or_backing
 
 // Minimal JSON helpers shared by the registry and the wipe records.
 std::string json_escape(const std::string& text);
+// The value of "key" in a flat JSON object that we wrote ourselves (a
+// registry file, a wipe record): the unescaped string, or the number or
+// literal as written; "" when absent.
+std::string json_field(const std::string& json, const std::string& key);
 
 }  // namespace scratchcrypt

@@ -63,6 +63,19 @@ void apply(Config& config, const std::string& where, const std::string& key,
     config.writeback_cache = parse_yes_no(where, key, value);
   } else if (key == "trim") {
     config.trim = parse_yes_no(where, key, value);
+  } else if (key == "metrics_file") {
+    if (!value.empty()) require_absolute(where, key, value);
+    config.metrics_file = value;
+  } else if (key == "health_disk_full") {
+    std::string digits = value;
+    if (!digits.empty() && digits.back() == '%') digits.pop_back();
+    if (digits.empty() || digits.size() > 3 ||
+        digits.find_first_not_of("0123456789") != std::string::npos || std::stoul(digits) < 1 ||
+        std::stoul(digits) > 100) {
+      throw Error(where + ": health_disk_full must be a percentage from 1 to 100 (got '" + value +
+                  "')", 2);
+    }
+    config.health_disk_full = static_cast<unsigned>(std::stoul(digits));
   } else {
     throw Error(where + ": unknown setting '" + key + "' (see scratchcrypt(8), CONFIGURATION)", 2);
   }
@@ -97,7 +110,8 @@ Config load_config(const std::string& explicit_path) {
       throw Error(where + ": expected 'key = value', got '" + line + "'", 2);
     }
     const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
-    if (key.empty() || value.empty()) {
+    // metrics_file may be set empty (no metrics); every other key needs a value.
+    if (key.empty() || (value.empty() && key != "metrics_file")) {
       throw Error(where + ": expected 'key = value', got '" + line + "'", 2);
     }
     apply(config, where, key, value);
@@ -118,6 +132,8 @@ std::vector<std::pair<std::string, std::string>> config_items(const Config& c) {
       {"node_mount", c.node_mount},
       {"writeback_cache", c.writeback_cache ? "yes" : "no"},
       {"trim", c.trim ? "yes" : "no"},
+      {"metrics_file", c.metrics_file},
+      {"health_disk_full", std::to_string(c.health_disk_full)},
   };
 }
 

@@ -25,6 +25,10 @@ struct Config {
   std::string node_mount = "/scratch/node";                     // node mode's one volume
   bool writeback_cache = false;
   bool trim = true;  // FITRIM the backing file system after each wipe
+  // Prometheus text file rewritten after each prologue, epilogue, wipe,
+  // sweep and health check (tools/metrics.h); empty: none.
+  std::string metrics_file;
+  unsigned health_disk_full = 95;  // `health` fails at this % of the backing disk used
   std::string path;  // the file it came from ("" when defaults only)
 };
 

@@ -15,6 +15,7 @@
 #include "tools/commands.h"
 #include "tools/config.h"
 #include "tools/make_dirs.h"
+#include "tools/metrics.h"
 #include "tools/wipe.h"
 
 namespace scratchcrypt {
@@ -148,6 +149,7 @@ int run_prologue(const cli::Args& args) {
     if (made_mountpoint) ::rmdir(paths.mountpoint.c_str());
     throw;
   }
+  update_metrics(config);
   std::printf("SCRATCH=%s\n", paths.mountpoint.c_str());
   return 0;
 }
@@ -167,6 +169,7 @@ int run_epilogue(const cli::Args& args) {
     wipe_volume(config, read_volume_header(paths.backing) ? paths.backing : paths.mountpoint, options);
   }
   if (config.mode == VolumeMode::kPerJob) ::rmdir(paths.mountpoint.c_str());
+  update_metrics(config);
   return 0;
 }
 

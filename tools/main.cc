@@ -93,6 +93,7 @@ const std::vector<Subcommand>& subcommands() {
       {kWipeCommand, run_wipe},
       {kSweepCommand, run_sweep},
       {kStatusCommand, run_status},
+      {kHealthCommand, run_health},
       {kPrologueCommand, run_prologue},
       {kEpilogueCommand, run_epilogue},
       {kConfigCommand, run_config},

@@ -5,6 +5,7 @@
 #include "fuse/error.h"
 #include "tools/commands.h"
 #include "tools/config.h"
+#include "tools/metrics.h"
 #include "tools/status.h"
 #include "tools/wipe.h"
 
@@ -59,12 +60,14 @@ int run_wipe(const cli::Args& args) {
   options.wait = args.has("wait");
   options.job = args.get("job");
   wipe_volume(config, args.positional()[0], options);
+  update_metrics(config);  // volumes live; the record's own update may still be under way
   return 0;
 }
 
 int run_sweep(const cli::Args& args) {
   const Config config = load_config(args.get("config"));
   SweepResult result = sweep(config);
+  update_metrics(config);
   std::printf("swept %d volume(s), %d unfinished deletion(s), %d stale key(s), %d dead mount(s)\n",
               result.volumes, result.trash, result.keys, result.dead_mounts);
   return 0;

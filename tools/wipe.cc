@@ -26,6 +26,7 @@
 #include "fuse/registry.h"
 #include "fuse/volume.h"
 #include "tools/holders.h"
+#include "tools/metrics.h"
 #include "fuse/unique_fd.h"
 #include "tools/walk_tree.h"
 #include "tools/wipe_record.h"
@@ -211,6 +212,7 @@ void finish_deletion(const Config& config, const std::string& trash, WipeRecord 
                               : "the backing directory reappeared";
   }
   append_record(config.record_log, record);
+  update_metrics(config);
   if (!record.verified) throw Error("wipe of volume " + record.volume + " failed: " + record.error);
   if (trim) log::info("volume " + record.volume + ": trim of freed blocks " + trim_free_space(parent));
 }
@@ -300,6 +302,7 @@ void end_volume(const Config& config, const Target& t, const WipeOptions& option
     record.deletion_finished_ms = now_ms();
     record.verified = !mount_of_volume(t.id);
     append_record(config.record_log, record);
+    update_metrics(config);
     return;
   }
   // Rename aside (atomic, same file system): the path is free at once.
@@ -334,11 +337,11 @@ void retry_deletion(const Config& config, const std::string& trash, const std::s
 
 }  // namespace
 
-void finish_abandoned_deletions(const Config& config) {
+std::vector<std::string> abandoned_deletions(const Config& config) {
   const std::string root = absolute_path(config.backing_root);
-  DIR* dir = ::opendir(root.c_str());
-  if (dir == nullptr) return;
   std::vector<std::string> abandoned;
+  DIR* dir = ::opendir(root.c_str());
+  if (dir == nullptr) return abandoned;
   while (dirent* entry = ::readdir(dir)) {
     const std::string path = root + "/" + entry->d_name;
     if (std::strncmp(entry->d_name, kTrashPrefix, std::strlen(kTrashPrefix)) == 0 &&
@@ -347,7 +350,12 @@ void finish_abandoned_deletions(const Config& config) {
     }
   }
   ::closedir(dir);
-  for (const auto& path : abandoned) {
+  std::sort(abandoned.begin(), abandoned.end());
+  return abandoned;
+}
+
+void finish_abandoned_deletions(const Config& config) {
+  for (const auto& path : abandoned_deletions(config)) {
     try {
       retry_deletion(config, path, "wipe-retry");
     } catch (const Error& e) {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "tools/config.h"
 
@@ -30,6 +31,10 @@ struct WipeOptions {
 // backing_root. Throws Error when one still cannot be completed: the node
 // needs an operator. Deletions still in progress are left to run.
 void finish_abandoned_deletions(const Config& config);
+
+// The renamed-aside backings (<backing_root>/.wiped-<id>) whose deletion
+// failed or died; deletions still in progress are not listed.
+std::vector<std::string> abandoned_deletions(const Config& config);
 
 // Ends the volume at `target` (its mount point, backing directory or id).
 // Throws Error: exit 4 when `target` is no volume of ours (or lies outside
