@@ -49,9 +49,9 @@ std::string read_link(const std::string& path) {
 
 }  // namespace
 
-std::vector<MountEntry> list_mounts() {
+std::vector<MountEntry> list_mounts(const std::string& mountinfo) {
   std::vector<MountEntry> out;
-  std::ifstream in("/proc/self/mountinfo");
+  std::ifstream in(mountinfo);
   std::string line;
   while (std::getline(in, line)) {
     // id parent major:minor root mountpoint options [optional...] - fstype source super

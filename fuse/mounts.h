@@ -18,7 +18,9 @@ struct MountEntry {
   unsigned dev_major = 0, dev_minor = 0;
 };
 
-std::vector<MountEntry> list_mounts();
+// The mounts of our mount namespace, or those a given mountinfo file lists
+// (/proc/PID/mountinfo: another process's namespace).
+std::vector<MountEntry> list_mounts(const std::string& mountinfo = "/proc/self/mountinfo");
 std::optional<MountEntry> mount_at(const std::string& mountpoint);
 
 // The absolute, symlink-free form of `path` without touching `path` itself

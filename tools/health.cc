@@ -57,6 +57,30 @@ std::vector<MountEntry> scratchcrypt_mounts() {
 
 std::string volume_of(const MountEntry& m) { return m.source.substr(std::string(kSource).size()); }
 
+// Volumes mounted in any mount namespace of the machine: a volume mounted
+// only inside a container or a daemon's private namespace still owns its key.
+std::set<std::string> volumes_mounted_anywhere() {
+  std::set<std::string> ids, namespaces;
+  auto add = [&](const std::string& mountinfo) {
+    for (const auto& m : list_mounts(mountinfo)) {
+      if (m.fstype == "fuse.scratchcrypt" && m.source.rfind(kSource, 0) == 0) ids.insert(volume_of(m));
+    }
+  };
+  add("/proc/self/mountinfo");
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return ids;
+  while (dirent* entry = ::readdir(proc)) {
+    if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
+    const std::string dir = std::string("/proc/") + entry->d_name;
+    char ns[64];
+    const ssize_t n = ::readlink((dir + "/ns/mnt").c_str(), ns, sizeof ns - 1);
+    if (n <= 0 || !namespaces.insert(std::string(ns, static_cast<size_t>(n))).second) continue;
+    add(dir + "/mountinfo");
+  }
+  ::closedir(proc);
+  return ids;
+}
+
 std::string job_text(const VolumeRecord& r) { return r.job.empty() ? "" : " (job " + r.job + ")"; }
 
 // The nearest existing directory at or above `path` (backing_root may not
@@ -70,8 +94,7 @@ std::string existing_ancestor(std::string path) {
 }  // namespace
 
 std::vector<std::string> stale_keys(const Config& config) {
-  std::set<std::string> known;
-  for (const auto& m : scratchcrypt_mounts()) known.insert(volume_of(m));
+  std::set<std::string> known = volumes_mounted_anywhere();
   for (const auto& r : registered_volumes()) known.insert(r.id);
   for (const auto& b : stored_volumes(absolute_path(config.backing_root))) known.insert(b.id);
   std::vector<std::string> out;

@@ -23,7 +23,8 @@ namespace scratchcrypt {
 std::vector<std::string> health_problems(const Config& config);
 
 // Keys "scratchcrypt:<id>" in root's keyring whose volume exists nowhere on
-// this node: no mount, no registry record, no backing under backing_root.
+// this node: no mount (in any mount namespace), no registry record, no
+// backing under backing_root.
 std::vector<std::string> stale_keys(const Config& config);
 
 }  // namespace scratchcrypt
