@@ -3,8 +3,9 @@
 #
 #   make              build build/scratchcrypt
 #   make test         every test: unit, filesystem, format, key lifecycle,
-#                     outside exercisers (short), sanitizers, a real Slurm
-#                     node and a three-node Slurm cluster, the Debian package
+#                     outside exercisers (short), sanitizers, Azure Batch
+#                     scripts, a real Slurm node and a three-node Slurm cluster,
+#                     the Debian package
 #   make test-full    make test, then every outside exerciser at length
 #   make exercise     stress-ng and fio on real volumes of both layouts
 #   make check-asan   unit and filesystem tests under ASan + UBSan
@@ -44,8 +45,8 @@ DEB_DEPS := g++ make pkg-config libfuse3-dev fuse3 libssl-dev openssl libsodium-
             procps keyutils gdb stress-ng fio
 
 .PHONY: all deps test test-full unit-test fs-test format-test lifecycle-test slurm-test \
-        slurm-multinode-test package-test soak exercise exercise-full check-asan demo bench \
-        bench-quick bench-crypto deb install clean
+        slurm-multinode-test package-test batch-test soak exercise exercise-full check-asan demo \
+        bench bench-quick bench-crypto deb install clean
 all: $(BUILD)/scratchcrypt
 
 deps:
@@ -114,6 +115,11 @@ package-test: deps
 soak: deps $(BUILD)/scratchcrypt
 	$(SC_ENV) /usr/bin/python3 tests/soak/soak.py
 
+# The Azure Batch start task, job preparation and job release scripts, run with
+# the environment Batch sets (about 5 s).
+batch-test: deps $(BUILD)/scratchcrypt
+	$(SC_ENV) bash tests/azure-batch/run.sh
+
 # The unit and filesystem tests built with AddressSanitizer and UBSan.
 check-asan: deps
 	$(MAKE) --no-print-directory -j$(JOBS) BUILD=build-asan OPTFLAGS="$(ASAN_FLAGS)" \
@@ -124,7 +130,7 @@ check-asan: deps
 test: deps
 	$(MAKE) --no-print-directory -j$(JOBS) all $(BUILD)/unit_tests $(BUILD)/fs_tests \
 	    $(BUILD)/lifecycle_tests
-	$(MAKE) --no-print-directory unit-test fs-test format-test lifecycle-test exercise \
+	$(MAKE) --no-print-directory unit-test fs-test format-test lifecycle-test batch-test exercise \
 	    check-asan slurm-test slurm-multinode-test package-test
 	@echo "make test: every suite passed"
 

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <set>
 
 #include "crypto/keyring.h"
@@ -97,9 +98,19 @@ std::vector<std::string> stale_keys(const Config& config) {
   std::set<std::string> known = volumes_mounted_anywhere();
   for (const auto& r : registered_volumes()) known.insert(r.id);
   for (const auto& b : stored_volumes(absolute_path(config.backing_root))) known.insert(b.id);
-  std::vector<std::string> out;
+  std::set<std::string> unknown;
   for (const auto& id : keyring::list()) {
-    if (known.count(id) == 0) out.push_back(id);
+    if (known.count(id) == 0) unknown.insert(id);
+  }
+  std::vector<std::string> out;
+  if (unknown.empty()) return out;
+  // Only keys of volumes that this node ended: the keyring is shared by
+  // every configuration on the machine (test nodes, containers), whose
+  // stored volumes we cannot see.
+  std::ifstream log(config.record_log);
+  for (std::string line; std::getline(log, line);) {
+    const std::string id = json_field(line, "volume");
+    if (unknown.erase(id) != 0) out.push_back(id);
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -175,7 +186,7 @@ std::vector<std::string> health_problems(const Config& config) {
   }
   for (const auto& id : stale_keys(config)) {
     problems.push_back("stale key: scratchcrypt:" + id +
-                       " in root's keyring belongs to no volume on this node; remove it with "
+                       " in root's keyring belongs to a volume this node has ended; remove it with "
                        "`keyctl invalidate $(keyctl search @u user scratchcrypt:" + id + ")`");
   }
   // Room on the backing disk, as df counts it.
@@ -210,9 +221,10 @@ const cli::Command kHealthCommand = {
     "cloud health probes. Problems: a dead mount (its daemon is gone), a registered volume\n"
     "whose daemon died or whose mount is gone, a volume in backing_root that no daemon\n"
     "serves, an unfinished deletion (.wiped-* in backing_root), a key in root's keyring\n"
-    "whose volume no longer exists, a backing disk at or above health_disk_full percent,\n"
-    "and a configuration that cannot be read. Each line says what to do. Running volumes\n"
-    "are not problems. Also rewrites metrics_file, when configured.",
+    "of a volume this node has ended (in record_log), a backing disk at or above\n"
+    "health_disk_full percent, and a configuration that cannot be read. Each line says\n"
+    "what to do. Running volumes are not problems. Also rewrites metrics_file, when\n"
+    "configured.",
     {kConfigOption},
     0,
     0,

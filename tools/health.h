@@ -4,8 +4,8 @@
 // Slurm's HealthCheckProgram (packaging/slurm/healthcheck.sh) and cloud
 // health probes. A node is healthy when it has no leftover volume (a dead
 // daemon, a dead mount, a registry record without its mount, a stored volume
-// no daemon serves), no unfinished deletion, no key of a volume that no
-// longer exists, and room on the backing disk. Live volumes are not problems:
+// no daemon serves), no unfinished deletion, no key that outlived its
+// volume's wipe, and room on the backing disk. Live volumes are not problems:
 // whether their jobs still run is the scheduler's business.
 #pragma once
 
@@ -22,9 +22,11 @@ namespace scratchcrypt {
 // keyring, so that volumes of other configurations are not reported.
 std::vector<std::string> health_problems(const Config& config);
 
-// Keys "scratchcrypt:<id>" in root's keyring whose volume exists nowhere on
-// this node: no mount (in any mount namespace), no registry record, no
-// backing under backing_root.
+// Keys "scratchcrypt:<id>" in root's keyring of volumes that this node has
+// ended (their id is in the record log) and that exist nowhere any more: no
+// mount (in any mount namespace), no registry record, no backing under
+// backing_root. Keys of volumes without such a record are left out: the
+// keyring is shared by every configuration on the machine.
 std::vector<std::string> stale_keys(const Config& config);
 
 }  // namespace scratchcrypt

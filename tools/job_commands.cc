@@ -177,7 +177,7 @@ int run_config(const cli::Args& args) {
   const Config config = load_config(args.get("config"));
   for (const auto& [key, value] : config_items(config)) {
     if (args.positional().empty()) {
-      std::printf("%s = %s\n", key.c_str(), value.c_str());
+      std::printf("%s =%s%s\n", key.c_str(), value.empty() ? "" : " ", value.c_str());
     } else if (args.positional()[0] == key) {
       std::printf("%s\n", value.c_str());
       return 0;

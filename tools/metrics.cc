@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <ctime>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "fuse/error.h"
 #include "fuse/log.h"
@@ -214,7 +216,7 @@ std::string state_text(const State& state) {
 }
 
 // Writes `data` to `path` atomically: a temporary file beside it, fsync,
-// rename, fsync of the directory.
+// rename. (The caller fsyncs the directory once for both files.)
 void replace_file(const std::string& path, const std::string& data, mode_t mode) {
   std::string tmp = path + ".XXXXXX";
   UniqueFd fd(::mkstemp(tmp.data()));
@@ -229,24 +231,31 @@ void replace_file(const std::string& path, const std::string& data, mode_t mode)
     ::unlink(tmp.c_str());
     throw Error(errno_text("cannot write " + path, e));
   }
-  UniqueFd dir(::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir.valid()) ::fsync(dir.get());
 }
 
 // The state file, opened and exclusively locked; reopened when another
-// writer replaced it while we waited for the lock.
+// writer replaced it while we waited. Gives up after a while rather than
+// hold up a job's start or end: a skipped update loses nothing, the next
+// one counts the records from the state's offset on.
 UniqueFd lock_state(const std::string& path) {
-  for (int attempt = 0; attempt < 100; ++attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
     UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!fd.valid()) throw Error(errno_text("cannot open " + path, errno));
-    if (::flock(fd.get(), LOCK_EX) != 0) throw Error(errno_text("cannot lock " + path, errno));
-    struct stat held, current;
-    if (::fstat(fd.get(), &held) == 0 && ::stat(path.c_str(), &current) == 0 &&
-        held.st_ino == current.st_ino && held.st_dev == current.st_dev) {
-      return fd;
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
+      struct stat held, current;
+      if (::fstat(fd.get(), &held) == 0 && ::stat(path.c_str(), &current) == 0 &&
+          held.st_ino == current.st_ino && held.st_dev == current.st_dev) {
+        return fd;
+      }
+    } else if (errno != EWOULDBLOCK) {
+      throw Error(errno_text("cannot lock " + path, errno));
     }
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw Error("another update held " + path + " for 10 s; skipped this one");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  throw Error("cannot lock " + path + ": it keeps being replaced");
 }
 
 }  // namespace
@@ -265,6 +274,8 @@ void update_metrics(const Config& config, std::optional<int> health_problems) {
     }
     replace_file(state_path, state_text(state), 0600);
     replace_file(config.metrics_file, exposition(state, live_volumes()), 0644);
+    UniqueFd dir(::open(parent_dir(state_path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.valid()) ::fsync(dir.get());  // both renames survive a crash
   } catch (const std::exception& e) {
     log::warning("metrics not updated: " + std::string(e.what()));
   }

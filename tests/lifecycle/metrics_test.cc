@@ -68,9 +68,10 @@ class MetricsTest : public NodeTest {
     return out;
   }
   // Waits until `name` has `value` (the background deletion updates the
-  // file after the epilogue has returned); returns the samples then.
+  // file after the epilogue has returned; fsyncs can take seconds on a busy
+  // machine); returns the samples then.
   std::map<std::string, double> wait_for(const std::string& name, double value) {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
     std::map<std::string, double> s;
     do {
       sctest::reap_orphans();

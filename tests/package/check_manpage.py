@@ -63,14 +63,15 @@ def main():
     check("--version" in words, "man page documents --version")
 
     env = {"SCRATCHCRYPT_CONFIG": "/dev/null", "PATH": "/usr/bin:/bin"}
-    settings = re.findall(r"^(\w+) = (.*)$", run(binary, "config", env=env), re.M)
+    settings = re.findall(r"^(\w+) =(?: (.*))?$", run(binary, "config", env=env), re.M)
     check(len(settings) >= 7, f"`scratchcrypt config` prints {len(settings)} settings")
     shipped = open(conffile).read() if conffile else None
     for key, default in settings:
-        check(f"{key} = {default}" in man, f"man page documents setting {key} = {default}")
+        line = f"{key} = {default}" if default else f"{key} ="  # empty: not set
+        check(line in man, f"man page documents setting {line}")
         if shipped is not None:
-            check(re.search(rf"^{key} = {re.escape(default)}$", shipped, re.M) is not None,
-                  f"default config sets {key} = {default}")
+            check(re.search(rf"^{re.escape(line)}$", shipped, re.M) is not None,
+                  f"default config sets {line}")
     return 1 if failed else 0
 
 

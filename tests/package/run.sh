@@ -137,7 +137,7 @@ check "systemd units installed and valid" sh -c "systemd-analyze verify /lib/sys
 check "scratchcrypt-sweep.service enabled, scratchcrypt-node.service not" sh -c \
     "[ -L /etc/systemd/system/multi-user.target.wants/scratchcrypt-sweep.service ] && [ ! -e /etc/systemd/system/multi-user.target.wants/scratchcrypt-node.service ]"
 check "Slurm, PBS and Azure Batch scripts installed executable" sh -c \
-    "for f in slurm/prolog.sh slurm/epilog.sh slurm/task_prolog.sh pbs/prologue pbs/epilogue azure-batch/start-task.sh azure-batch/job-prep.sh azure-batch/job-release.sh; do f=/usr/lib/scratchcrypt/\$f; [ -x \$f ] && \$(head -n 1 \$f | sed 's/^#!//') -n \$f || exit 1; done"
+    "for f in slurm/prolog.sh slurm/epilog.sh slurm/task_prolog.sh slurm/healthcheck.sh pbs/prologue pbs/epilogue azure-batch/start-task.sh azure-batch/job-prep.sh azure-batch/job-release.sh; do f=/usr/lib/scratchcrypt/\$f; [ -x \$f ] && \$(head -n 1 \$f | sed 's/^#!//') -n \$f || exit 1; done"
 check "Slurm common.sh installed beside prolog.sh and epilog.sh (0644)" sh -c \
     "f=/usr/lib/scratchcrypt/slurm/common.sh; [ \"\$(stat -c %a \$f)\" = 644 ] && sh -n \$f"
 check "docs in /usr/share/doc/scratchcrypt" sh -c \
@@ -195,6 +195,8 @@ check "Slurm epilog.sh wipes it" "${jobenv[@]}" /usr/lib/scratchcrypt/slurm/epil
 # epilogue deletes the ciphertext in the background and writes the record when done.
 check "job volume gone, record written (within 20s)" sh -c \
     "! grep -qF ' $tmp/mnt/pkgjob ' /proc/mounts && for i in \$(seq 1 100); do grep -q '\"job\": \"pkgjob\"' '$tmp/log/wipe.jsonl' 2>/dev/null && exit 0; sleep 0.2; done; exit 1"
+check "scratchcrypt health: ok on the test node" sh -c "$sc health | grep -qx ok"
+check "Slurm healthcheck.sh is executable by root" test -x /usr/lib/scratchcrypt/slurm/healthcheck.sh
 if [ "$failed" -ne 0 ] && [ -f "$tmp/slurm.log" ]; then cat "$tmp/slurm.log"; fi
 
 # --- remove, purge, nothing left -------------------------------------------------
