@@ -30,20 +30,8 @@ bin=${SCRATCHCRYPT_BIN:-$top/build/scratchcrypt}
 scripts=$top/packaging/azure-batch
 user_a=60001
 user_b=60002
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-check() {  # check DESCRIPTION COMMAND...: PASS if the command succeeds
-    local what=$1
-    shift
-    if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit $?
-}
+# shellcheck source=tests/lib/results.sh
+. "$top/tests/lib/results.sh"  # pass, fail, check, finish
 
 if [ "$(id -u)" -ne 0 ]; then
     fail "the Batch test must run as root (Batch's admin tasks do)"

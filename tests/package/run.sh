@@ -18,20 +18,8 @@ export LC_ALL=C
 export DEBIAN_FRONTEND=noninteractive
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-check() {  # check DESCRIPTION COMMAND...: PASS if the command succeeds
-    local what=$1
-    shift
-    if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit $?
-}
+# shellcheck source=tests/lib/results.sh
+. "$top/tests/lib/results.sh"  # pass, fail, check, finish
 
 if [ "$(id -u)" -ne 0 ]; then
     fail "the package test must run as root (it installs the package)"

@@ -13,6 +13,9 @@
 #   e) an epilog failure drains the node; the node is resumed afterwards
 #   f) scratchcrypt's own epilogue fails (backing file made immutable) -> node drains
 #   g) a prologue that cannot mount keeps the job from running and drains the node
+#   j) the HealthCheckProgram script (healthcheck.sh) drains the node while
+#      `scratchcrypt health` finds a problem, resumes it once healthy, and never lifts
+#      or rewrites a drain it did not set
 #   h) the epilog of a job without a volume succeeds; the node still runs jobs at the end
 #   i) every wipe finished: a record line per job, no ciphertext left in backing_root
 #      (scratchcrypt deletes the ciphertext in the background after the key is gone)
@@ -172,7 +175,7 @@ trap 'exit 143' TERM
 # The binary and the hook scripts are copied into the test directory so that the job
 # users can execute them even when the repository lives under a private home directory.
 cp "$SC_SRC_BIN" "$T/bin/scratchcrypt"
-cp "$PKG/prolog.sh" "$PKG/epilog.sh" "$PKG/task_prolog.sh" "$T/bin/"
+cp "$PKG/prolog.sh" "$PKG/epilog.sh" "$PKG/task_prolog.sh" "$PKG/healthcheck.sh" "$T/bin/"
 chmod 0755 "$T/bin/"*
 cp "$PKG/common.sh" "$T/bin/"  # sourced by prolog.sh and epilog.sh from their directory
 chmod 0644 "$T/bin/common.sh"
@@ -762,6 +765,47 @@ test_g() {
 }
 
 # ---------------------------------------------------------------------------------------
+# j) the health check program drains an unfit node and resumes it once healthy; a
+#    drain with another reason is left alone. Run as slurmd runs HealthCheckProgram:
+#    as root, SLURMD_NODENAME set, no PATH (SLURM_CONF only because this cluster's
+#    configuration is not in /etc/slurm).
+# ---------------------------------------------------------------------------------------
+run_healthcheck() {
+    env -i "$MARK_VAR=$T" SLURMD_NODENAME="$NODE" SLURM_CONF="$CONF" SCRATCHCRYPT_BIN="$SC" \
+        SCRATCHCRYPT_CONFIG="$T/etc/scratchcrypt.conf" SCRATCHCRYPT_SLURM_LOG="$HOOKLOG" \
+        /bin/sh "$T/bin/healthcheck.sh" >/dev/null 2>&1
+}
+test_j() {
+    local trash=$BACKING/.wiped-0123456789abcdef0123456789abcdef reason
+    run_healthcheck || bad "healthcheck.sh failed on a healthy node: $(tail -3 "$HOOKLOG")"
+    case "$(node_field State)" in *DRAIN*) bad "a healthy node was drained: $(node_reason)" ;; esac
+    mkdir -p "$trash" && echo x >"$trash/f"
+    run_healthcheck && bad "healthcheck.sh exited 0 with an unfinished deletion"
+    if wait_drain 10; then
+        reason=$(node_reason)
+        log "j: node drained: Reason=$reason"
+        case "$reason" in "scratchcrypt health: unfinished deletion: $trash"*) ;;
+            *) bad "drain reason '$reason' is not health's line" ;; esac
+    else
+        bad "healthcheck.sh did not drain the node (State=$(node_field State))"
+    fi
+    rm -rf "$trash"
+    run_healthcheck || bad "healthcheck.sh failed once the node was healthy again: $(tail -3 "$HOOKLOG")"
+    wait_node_idle 30 || bad "healthcheck.sh did not resume the node it drained (State=$(node_field State))"
+    # An operator's drain: neither rewritten by a problem nor lifted once healthy.
+    scontrol update nodename="$NODE" state=drain reason="operator: disk swap" >/dev/null 2>&1 \
+        || bad "scontrol drain failed"
+    mkdir -p "$trash"
+    run_healthcheck && bad "healthcheck.sh exited 0 with an unfinished deletion (operator's drain)"
+    [ "$(node_reason)" = "operator: disk swap" ] || bad "healthcheck.sh rewrote an operator's drain reason: $(node_reason)"
+    rm -rf "$trash"
+    run_healthcheck || bad "healthcheck.sh failed on a healthy, operator-drained node"
+    case "$(node_field State)" in *DRAIN*) ;; *) bad "healthcheck.sh lifted an operator's drain" ;; esac
+    resume_node || bad "node did not return to idle after 'scontrol update state=resume' (State=$(node_field State))"
+    verdict j "healthcheck.sh drains the node on a health problem, resumes it once healthy, leaves other drains alone"
+}
+
+# ---------------------------------------------------------------------------------------
 # h) epilog of a job that never got a volume succeeds; a job still runs at the end
 # ---------------------------------------------------------------------------------------
 test_h() {
@@ -830,6 +874,7 @@ CASE=d test_d
 CASE=e test_e
 CASE=f test_f
 CASE=g test_g
+CASE=j test_j
 CASE=h test_h
 CASE=i test_i
 
