@@ -144,10 +144,13 @@ std::vector<std::string> health_problems(const Config& config) {
   std::sort(records.begin(), records.end(),
             [](const VolumeRecord& a, const VolumeRecord& b) { return a.mountpoint < b.mountpoint; });
   for (const auto& r : records) {
+    // Its FUSE mount, or whatever is mounted at its mount point (a layout may
+    // mount a kernel file system there on top of the volume).
     std::optional<MountEntry> mount;
     for (const auto& m : mounts) {
       if (volume_of(m) == r.id) mount = m;
     }
+    if (!mount) mount = mount_at(r.mountpoint);
     if (mount && is_dead_mount(mount->mountpoint)) {
       dead_mount(*mount);
     } else if (!process_alive(r.pid)) {

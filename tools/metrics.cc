@@ -124,12 +124,11 @@ void catch_up(State& state, const std::string& log_path) {
   state["log_offset"] = offset + static_cast<int64_t>(start);  // a partial last line waits
 }
 
-// Volumes mounted and served by a live daemon.
+// Registered volumes whose daemon runs and whose mount point is mounted.
 int live_volumes() {
   int live = 0;
   for (const auto& r : registered_volumes()) {
-    auto mount = mount_at(r.mountpoint);
-    if (mount && mount->source == "scratchcrypt:" + r.id && process_alive(r.pid)) ++live;
+    if (process_alive(r.pid) && mount_at(r.mountpoint)) ++live;
   }
   return live;
 }

@@ -180,6 +180,8 @@ chmod 0755 "$T/bin/"*
 cp "$PKG/common.sh" "$T/bin/"  # sourced by prolog.sh and epilog.sh from their directory
 chmod 0644 "$T/bin/common.sh"
 SC=$T/bin/scratchcrypt
+# The volume registry of this test's node, not the machine's /run/scratchcrypt.
+export SCRATCHCRYPT_RUN_DIR=$T/run/volumes
 
 BACKING=$T/backing
 MNT=$T/mnt
@@ -205,6 +207,7 @@ for hook in prolog epilog task_prolog; do
         echo "export $MARK_VAR='$T'"
         echo "export SCRATCHCRYPT_CONFIG='$T/etc/scratchcrypt.conf'"
         echo "export SCRATCHCRYPT_BIN='$SC'"
+        echo "export SCRATCHCRYPT_RUN_DIR='$SCRATCHCRYPT_RUN_DIR'"
         if [ "$hook" != task_prolog ]; then
             echo "export SCRATCHCRYPT_SLURM_LOG='$HOOKLOG'"
         fi
@@ -772,6 +775,7 @@ test_g() {
 # ---------------------------------------------------------------------------------------
 run_healthcheck() {
     env -i "$MARK_VAR=$T" SLURMD_NODENAME="$NODE" SLURM_CONF="$CONF" SCRATCHCRYPT_BIN="$SC" \
+        SCRATCHCRYPT_RUN_DIR="$SCRATCHCRYPT_RUN_DIR" \
         SCRATCHCRYPT_CONFIG="$T/etc/scratchcrypt.conf" SCRATCHCRYPT_SLURM_LOG="$HOOKLOG" \
         /bin/sh "$T/bin/healthcheck.sh" >/dev/null 2>&1
 }
@@ -811,6 +815,7 @@ test_j() {
 test_h() {
     local out rc id st
     out=$(env -i "$MARK_VAR=$T" SLURM_JOB_ID=987654 SCRATCHCRYPT_BIN="$SC" \
+        SCRATCHCRYPT_RUN_DIR="$SCRATCHCRYPT_RUN_DIR" \
         SCRATCHCRYPT_CONFIG="$T/etc/scratchcrypt.conf" SCRATCHCRYPT_SLURM_LOG="$HOOKLOG" \
         /bin/sh "$T/bin/epilog.sh" 2>&1) && rc=0 || rc=$?
     [ "$rc" = 0 ] || bad "epilog.sh for a job without a volume exited $rc: $out $(tail -1 "$HOOKLOG")"
