@@ -167,7 +167,12 @@ int serve(const MountRequest& r, int report_fd) {
     }
     log::set_volume(volume->id());
     keyring::store(volume->id(), volume->key());
-    fs.emplace(*volume, r.fs);
+    // The size limit lives in the header, so that a remount (--recover after
+    // a crash) keeps it; a limit given now replaces it.
+    FilesystemOptions options = r.fs;
+    if (options.size_limit == 0) options.size_limit = volume->size_limit();
+    if (options.size_limit != volume->size_limit()) volume->set_size_limit(options.size_limit);
+    fs.emplace(*volume, options);
 
     // Mount options are the channel's; libfuse only serves.
     std::vector<std::string> argv = {"scratchcrypt"};
@@ -182,14 +187,13 @@ int serve(const MountRequest& r, int report_fd) {
     channel.emplace(r.mountpoint, "scratchcrypt:" + volume->id());
     channel->attach(session.get());
     VolumeRecord record{volume->id(), absolute_path(r.backing), absolute_path(r.mountpoint),
-                        ::getpid(), r.owner.uid, r.owner.gid, r.job, r.fs.size_limit,
+                        ::getpid(), r.owner.uid, r.owner.gid, r.job, options.size_limit,
                         static_cast<int64_t>(::time(nullptr))};
     if (r.recover) {
       if (auto old = find_volume(volume->id())) {
         record.uid = old->uid;
         record.gid = old->gid;
         record.job = old->job;
-        record.size_limit = old->size_limit;
       }
     }
     register_volume(record);

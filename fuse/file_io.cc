@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -51,6 +52,25 @@ void maybe_throw() {
 
 }  // namespace
 
+uint64_t FileIo::growth(uint64_t offset, uint64_t end, uint64_t size) const {
+  if (!space_.enabled()) return 0;
+  constexpr uint64_t kBlock = 4096;
+  auto down = [](uint64_t x) { return x / kBlock * kBlock; };
+  auto up = [](uint64_t x) { return (x + kBlock - 1) / kBlock * kBlock; };
+  uint64_t bytes = end > size ? up(end) - down(std::max(offset, size)) : 0;
+  // Holes inside the file (a sparse file written into) get blocks too.
+  const uint64_t stop = std::min(end, size);
+  for (uint64_t pos = offset; pos < stop;) {
+    const off_t hole = ::lseek(fd_, static_cast<off_t>(pos), SEEK_HOLE);
+    if (hole < 0 || static_cast<uint64_t>(hole) >= stop) break;
+    const off_t data = ::lseek(fd_, hole, SEEK_DATA);
+    const uint64_t hole_end = data < 0 ? stop : std::min<uint64_t>(static_cast<uint64_t>(data), stop);
+    bytes += up(hole_end) - down(static_cast<uint64_t>(hole));
+    pos = hole_end;
+  }
+  return bytes;
+}
+
 ssize_t FileIo::read(uint64_t offset, std::span<uint8_t> out) {
   std::shared_lock lock(inode_.io);
   maybe_throw();
@@ -60,9 +80,7 @@ ssize_t FileIo::read(uint64_t offset, std::span<uint8_t> out) {
 ssize_t FileIo::write(uint64_t offset, std::span<const uint8_t> data) {
   std::unique_lock lock(inode_.io);
   uint64_t size = *inode_.size;
-  const uint64_t end = offset + data.size();
-  const uint64_t growth = end > size ? std::min<uint64_t>(end - size, data.size()) : 0;
-  if (space_.would_exceed(growth)) return -ENOSPC;
+  if (space_.would_exceed(growth(offset, offset + data.size(), size))) return -ENOSPC;
   maybe_throw();
   ssize_t n = file_.write(offset, data, &size);
   inode_.size = size;

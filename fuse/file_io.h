@@ -40,6 +40,10 @@ class FileIo {
  private:
   // Charges the change in allocated blocks since the inode last looked.
   void reaccount();
+  // The most a write of [offset, end) can allocate: the part beyond the
+  // end of the file and the holes inside it, in whole 4 KiB blocks. 0 when
+  // there is no limit.
+  uint64_t growth(uint64_t offset, uint64_t end, uint64_t size) const;
 
   Inode& inode_;
   int fd_;

@@ -243,14 +243,14 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 
 void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
   Filesystem& fs = fs_of(req);
-  fs.inodes().forget(fs.inode(ino), nlookup);
+  fs.forget(fs.inode(ino), nlookup);
   fuse_reply_none(req);
 }
 
 void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   Filesystem& fs = fs_of(req);
   for (size_t i = 0; i < count; ++i) {
-    fs.inodes().forget(fs.inode(forgets[i].ino), forgets[i].nlookup);
+    fs.forget(fs.inode(forgets[i].ino), forgets[i].nlookup);
   }
   fuse_reply_none(req);
 }
@@ -447,6 +447,37 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* n
       nothing_to_finish);
 }
 
+// A non-directory about to lose a name (unlink, or a rename over it): held
+// by a descriptor across the removal, its inode pinned if the kernel knows
+// it. Once the name is gone and it has no link left, its blocks are
+// un-counted: at once if nothing holds it, else when its inode is dropped
+// (an open file keeps its blocks until then).
+class NameLoss {
+ public:
+  NameLoss(Filesystem& fs, int dir_fd, const char* backing_name) {
+    victim_.reset(::openat(dir_fd, backing_name, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!victim_.valid() || stat_of(victim_.get(), &st_) != 0 || S_ISDIR(st_.st_mode)) {
+      victim_.reset();
+      return;
+    }
+    fs.inodes().pin(victim_.get(), st_);
+  }
+  // The lstat of the entry before it lost the name, or nullptr when it
+  // could not be held (gone already, or a directory).
+  const struct stat* held() const { return victim_.valid() ? &st_ : nullptr; }
+  void done(Filesystem& fs) {
+    struct stat now;
+    if (!victim_.valid() || ::fstat(victim_.get(), &now) != 0 || now.st_nlink != 0) return;
+    if (!fs.inodes().orphan(victim_.get(), st_) && S_ISREG(now.st_mode)) {
+      fs.space().charge(-static_cast<int64_t>(now.st_blocks) * 512);
+    }
+  }
+
+ private:
+  UniqueFd victim_;
+  struct stat st_ = {};
+};
+
 void remove_entry(fuse_req_t req, fuse_ino_t parent, const char* name, bool directory) {
   Filesystem& fs = fs_of(req);
   Inode& dir = fs.inode(parent);
@@ -458,19 +489,20 @@ void remove_entry(fuse_req_t req, fuse_ino_t parent, const char* name, bool dire
     fuse_reply_err(req, -err);
     return;
   }
-  struct stat st = {};
   SymlinkTargets symlinks = symlinks_of(fs);
-  std::string target_companion;
-  if (!directory && ::fstatat(dir.fd.get(), bn.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-      st.st_nlink == 1) {
-    fs.inodes().pin(st.st_dev, st.st_ino, fs.volume().root_fd());  // still open somewhere?
-    fs.space().charge(-static_cast<int64_t>(st.st_blocks) * 512);
-    target_companion = symlinks.companion_of_last_link(dir.fd.get(), bn.name.c_str(), st);
+  std::string target_companion;  // of a symlink's long target
+  std::optional<NameLoss> loss;
+  if (!directory) {
+    loss.emplace(fs, dir.fd.get(), bn.name.c_str());
+    if (const struct stat* st = loss->held(); st != nullptr && st->st_nlink == 1) {
+      target_companion = symlinks.companion_of_last_link(dir.fd.get(), bn.name.c_str(), *st);
+    }
   }
   if (::unlinkat(dir.fd.get(), bn.name.c_str(), directory ? AT_REMOVEDIR : 0) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
+  if (loss) loss->done(fs);
   names->remove_companion(bn);
   symlinks.remove_companion(target_companion);
   fuse_reply_err(req, 0);
@@ -504,19 +536,21 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
     fuse_reply_err(req, -err);
     return;
   }
-  struct stat replaced, source;
   SymlinkTargets symlinks = symlinks_of(fs);
-  std::string target_companion;  // of a replaced symlink's long target
-  if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)) &&
-      ::fstatat(to_dir.fd.get(), to.name.c_str(), &replaced, AT_SYMLINK_NOFOLLOW) == 0 &&
-      !S_ISDIR(replaced.st_mode) && replaced.st_nlink == 1) {
-    fs.inodes().pin(replaced.st_dev, replaced.st_ino, fs.volume().root_fd());
-    target_companion = symlinks.companion_of_last_link(to_dir.fd.get(), to.name.c_str(), replaced);
-    // Renaming a name onto itself replaces nothing.
-    if (!target_companion.empty() &&
-        ::fstatat(from_dir.fd.get(), from.name.c_str(), &source, AT_SYMLINK_NOFOLLOW) == 0 &&
-        source.st_ino == replaced.st_ino && source.st_dev == replaced.st_dev) {
-      target_companion.clear();
+  std::string target_companion;      // of a replaced symlink's long target
+  std::optional<NameLoss> replaced;  // the entry renamed over, if any
+  if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE))) {
+    replaced.emplace(fs, to_dir.fd.get(), to.name.c_str());
+    const struct stat* st = replaced->held();
+    struct stat source;
+    if (st != nullptr && st->st_nlink == 1) {
+      target_companion = symlinks.companion_of_last_link(to_dir.fd.get(), to.name.c_str(), *st);
+      // Renaming a name onto itself replaces nothing.
+      if (!target_companion.empty() &&
+          ::fstatat(from_dir.fd.get(), from.name.c_str(), &source, AT_SYMLINK_NOFOLLOW) == 0 &&
+          source.st_ino == st->st_ino && source.st_dev == st->st_dev) {
+        target_companion.clear();
+      }
     }
   }
   if (::renameat2(from_dir.fd.get(), from.name.c_str(), to_dir.fd.get(), to.name.c_str(),
@@ -526,6 +560,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
     fuse_reply_err(req, err);
     return;
   }
+  if (replaced) replaced->done(fs);
   // After an exchange both names still exist; otherwise the old one is gone.
   if (!(flags & RENAME_EXCHANGE) && !(&from_dir == &to_dir && from.name == to.name)) {
     from_names->remove_companion(from);
@@ -601,7 +636,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
         err = -truncate_inode(fs, inode, file->fd.get(), 0);
         if (!err) kill_setid_bits(req, file->fd.get());
       }
-      if (err) fs.inodes().forget(inode, 1);
+      if (err) fs.forget(inode, 1);
     }
     if (err) {
       fuse_reply_err(req, err);
@@ -792,7 +827,7 @@ ssize_t fill_dir_buffer(fuse_req_t req, Filesystem& fs, Inode& parent, OpenDir& 
       }
       added = fuse_add_direntry_plus(req, buf.data() + used, size - used, name->c_str(), &e,
                                      entry->d_off);
-      if (added > size - used && acquired != nullptr) fs.inodes().forget(*acquired, 1);
+      if (added > size - used && acquired != nullptr) fs.forget(*acquired, 1);
     } else {
       struct stat st = {};
       st.st_ino = entry->d_ino;
@@ -1045,7 +1080,7 @@ fuse_lowlevel_ops make_operations() {
 }  // namespace
 
 Filesystem::Filesystem(Volume& volume, FilesystemOptions options)
-    : volume_(volume), options_(options), space_(options.size_limit) {
+    : volume_(volume), options_(options), space_(options.size_limit, options.used_at_start) {
   UniqueFd fd(::open(volume_.backing().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   struct stat st;
   if (!fd.valid() || stat_of(fd.get(), &st) != 0) {
@@ -1057,6 +1092,10 @@ Filesystem::Filesystem(Volume& volume, FilesystemOptions options)
 const fuse_lowlevel_ops& Filesystem::operations() {
   static const fuse_lowlevel_ops ops = make_operations();
   return ops;
+}
+
+void Filesystem::forget(Inode& inode, uint64_t n) {
+  if (const uint64_t freed = inodes_.forget(inode, n)) space_.charge(-static_cast<int64_t>(freed));
 }
 
 Inode& Filesystem::inode(fuse_ino_t ino) {

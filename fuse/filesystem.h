@@ -25,6 +25,9 @@ struct FilesystemOptions {
   bool writeback_cache = false;
   double cache_timeout = 3600;  // entry/attr timeouts: we are the only writer
   uint64_t size_limit = 0;      // bytes the volume may occupy; 0 = the disk's
+  // Bytes of backing blocks the volume's regular files already hold, when an
+  // existing volume is mounted again: the size limit counts from there.
+  uint64_t used_at_start = 0;
 };
 
 class Filesystem {
@@ -38,6 +41,9 @@ class Filesystem {
   InodeTable& inodes() { return inodes_; }
   Inode& inode(fuse_ino_t ino);
   Inode& root() { return *root_; }
+  // Lowers an inode's lookup count (InodeTable::forget), and un-counts the
+  // blocks of an orphan that goes.
+  void forget(Inode& inode, uint64_t n);
   // A descriptor of the inode's backing object for one operation.
   PathFd path(Inode& inode) { return inode.path(volume_.root_fd()); }
 

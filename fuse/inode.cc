@@ -30,21 +30,23 @@ PathFd Inode::path(int mount_fd) {
       mount_fd, reinterpret_cast<file_handle*>(copy.data()), O_PATH | O_CLOEXEC)));
 }
 
-void Inode::pin(int mount_fd) {
+void Inode::pin_with(int held) {
   if (file_type == S_IFDIR) return;
   std::lock_guard lock(fd_mu);
-  if (fd.valid() || handle.empty()) return;
-  std::vector<uint8_t> copy = handle;
-  fd.reset(::open_by_handle_at(mount_fd, reinterpret_cast<file_handle*>(copy.data()),
-                               O_PATH | O_CLOEXEC));
+  if (!fd.valid()) fd.reset(::fcntl(held, F_DUPFD_CLOEXEC, 0));
+}
+
+InodeTable::Key InodeTable::key_of(int fd, const struct stat& st, std::vector<uint8_t>* handle) {
+  if (!S_ISDIR(st.st_mode)) *handle = file_handle_of(fd);
+  return Key{st.st_dev, st.st_ino, *handle};
 }
 
 Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st) {
+  std::vector<uint8_t> handle;
+  Key key = key_of(fd.get(), st, &handle);
   std::lock_guard lock(mu_);
-  auto& slot = inodes_[{st.st_dev, st.st_ino}];
+  auto& slot = inodes_[std::move(key)];
   if (!slot) {
-    std::vector<uint8_t> handle;
-    if (!S_ISDIR(st.st_mode)) handle = file_handle_of(fd.get());
     if (!handle.empty()) fd.reset();  // the handle reopens it on demand
     slot = std::make_unique<Inode>(std::move(fd), std::move(handle), st.st_dev, st.st_ino,
                                    st.st_mode & S_IFMT);
@@ -53,10 +55,23 @@ Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st) {
   return *slot;
 }
 
-void InodeTable::pin(dev_t dev, ino_t ino, int mount_fd) {
+Inode* InodeTable::find(int fd, const struct stat& st) {
+  std::vector<uint8_t> handle;
+  auto it = inodes_.find(key_of(fd, st, &handle));
+  return it == inodes_.end() ? nullptr : it->second.get();
+}
+
+void InodeTable::pin(int victim, const struct stat& st) {
   std::lock_guard lock(mu_);
-  auto it = inodes_.find({dev, ino});
-  if (it != inodes_.end()) it->second->pin(mount_fd);
+  if (Inode* inode = find(victim, st)) inode->pin_with(victim);
+}
+
+bool InodeTable::orphan(int victim, const struct stat& st) {
+  std::lock_guard lock(mu_);
+  Inode* inode = find(victim, st);
+  if (inode == nullptr) return false;
+  inode->orphaned = true;
+  return true;
 }
 
 Inode& InodeTable::add_root(UniqueFd fd, const struct stat& st) {
@@ -65,11 +80,22 @@ Inode& InodeTable::add_root(UniqueFd fd, const struct stat& st) {
   return root;
 }
 
-void InodeTable::forget(Inode& inode, uint64_t n) {
-  std::lock_guard lock(mu_);
-  if (inode.lookups.fetch_sub(n, std::memory_order_acq_rel) == n) {
-    inodes_.erase({inode.dev, inode.ino});
+uint64_t InodeTable::forget(Inode& inode, uint64_t n) {
+  std::unique_ptr<Inode> dropped;
+  {
+    std::lock_guard lock(mu_);
+    if (inode.lookups.fetch_sub(n, std::memory_order_acq_rel) != n) return 0;
+    auto it = inodes_.find(Key{inode.dev, inode.ino, inode.handle});
+    if (it != inodes_.end()) {
+      dropped = std::move(it->second);
+      inodes_.erase(it);
+    }
   }
+  struct stat st;
+  if (!dropped || !dropped->orphaned || !dropped->fd.valid() || ::fstat(dropped->fd.get(), &st) != 0) {
+    return 0;
+  }
+  return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 
 size_t InodeTable::size() {

@@ -1,9 +1,17 @@
 // Inode and InodeTable: the filesystem's view of backing objects.
 //
 // As in libfuse's passthrough_hp, every inode the kernel knows holds an
-// O_PATH descriptor of its backing object, so operations work on descriptors
-// and never on backing paths (renames cannot race them). The FUSE node id is
-// the Inode's address; the kernel's lookup count decides its lifetime.
+// O_PATH descriptor of its backing object (or its file handle), so
+// operations work on descriptors and never on backing paths (renames cannot
+// race them). The FUSE node id is the Inode's address; the kernel's lookup
+// count decides its lifetime.
+//
+// The table is keyed by the backing object's identity, not only its inode
+// number: (dev, ino) plus, for non-directories, the file handle, which holds
+// the inode's generation. A backing inode number freed and reused by a new
+// object while the kernel still knows the old inode therefore gets a new
+// Inode, never the old one's handle, type or file id. (Directories hold a
+// descriptor, so their number cannot be reused while they are known.)
 #pragma once
 
 #include <sys/stat.h>
@@ -45,10 +53,12 @@ struct Inode {
   // inodes hold only a file handle (name_to_handle_at), so that a tree of
   // any size fits in the daemon's descriptor limit (which a container may
   // keep at a few thousand); they get a descriptor when handles are not
-  // supported, or when they are about to lose their last name (pin()),
-  // since a handle of an unlinked inode no longer opens.
+  // supported, or when they are about to lose a name (pin_with()), since a
+  // handle of an unlinked inode no longer opens.
   PathFd path(int mount_fd);
-  void pin(int mount_fd);
+
+  // Holds `held` (a descriptor of this inode) as its pin if it has none.
+  void pin_with(int held);
 
   std::mutex fd_mu;             // guards fd of non-directories
   UniqueFd fd;                  // see above; directories: set once, never changes
@@ -57,6 +67,9 @@ struct Inode {
   const ino_t ino;
   const mode_t file_type;  // S_IFMT bits
   std::atomic<uint64_t> lookups{0};
+  // Under the table's lock: it lost its last name while the kernel knew it;
+  // its blocks are freed when it is dropped (the pin keeps them until then).
+  bool orphaned = false;
 
   // Data path: shared for reads, exclusive for writes, truncation and
   // fallocate, so a read never sees a half-rewritten data unit.
@@ -74,20 +87,38 @@ struct Inode {
 
 class InodeTable {
  public:
-  // The inode for (dev, ino), created from `fd` if the table has none, with
-  // its lookup count raised by one.
+  // The inode of the backing object `fd` (O_PATH will do), created from it
+  // if the table has none, with its lookup count raised by one.
   Inode& acquire(UniqueFd fd, const struct stat& st);
-  // Pins the inode (dev, ino), if known, before its last name goes away.
-  void pin(dev_t dev, ino_t ino, int mount_fd);
+  // Before a non-directory loses a name (unlink, rename over it): `victim`
+  // is an O_PATH descriptor of it, taken before. A known inode is pinned
+  // with a duplicate, whatever its link count: the handle of an inode with
+  // no name left does not open, and concurrent removals of hard links could
+  // each see another link.
+  void pin(int victim, const struct stat& st);
+  // After the name is gone: if `victim` has no link left, a known inode
+  // becomes an orphan (true), whose blocks stay allocated until it is
+  // dropped; false when the table does not know it.
+  bool orphan(int victim, const struct stat& st);
   // Adds the root, which is never forgotten.
   Inode& add_root(UniqueFd fd, const struct stat& st);
-  // Lowers the lookup count by n; drops the inode at zero.
-  void forget(Inode& inode, uint64_t n);
+  // Lowers the lookup count by n; drops the inode at zero. Returns the
+  // backing bytes a dropped orphan held (freed now), else 0.
+  uint64_t forget(Inode& inode, uint64_t n);
   size_t size();
 
  private:
+  struct Key {
+    dev_t dev;
+    ino_t ino;
+    std::vector<uint8_t> handle;  // empty for directories
+    auto operator<=>(const Key&) const = default;
+  };
+  static Key key_of(int fd, const struct stat& st, std::vector<uint8_t>* handle);
+  Inode* find(int fd, const struct stat& st);
+
   std::mutex mu_;
-  std::map<std::pair<dev_t, ino_t>, std::unique_ptr<Inode>> inodes_;
+  std::map<Key, std::unique_ptr<Inode>> inodes_;
 };
 
 }  // namespace scratchcrypt

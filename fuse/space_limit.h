@@ -16,7 +16,9 @@ namespace scratchcrypt {
 
 class SpaceLimit {
  public:
-  explicit SpaceLimit(uint64_t limit) : limit_(limit) {}
+  // `used` is what the volume's files already hold (a remounted volume).
+  SpaceLimit(uint64_t limit, uint64_t used)
+      : limit_(limit), used_(static_cast<int64_t>(limit != 0 ? used : 0)) {}
 
   bool enabled() const { return limit_ != 0; }
   uint64_t limit() const { return limit_; }

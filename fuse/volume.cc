@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -39,6 +40,7 @@ std::string header_text(const VolumeHeader& header) {
   std::ostringstream out;
   out << kMagic << "\nid " << header.id << "\nkey-check " << to_hex(header.key_check)
       << "\ndata-unit " << kDataUnitBytes << "\n";
+  if (header.size_limit != 0) out << "size-limit " << header.size_limit << "\n";
   return out.str();
 }
 
@@ -59,6 +61,8 @@ std::optional<VolumeHeader> parse_header(const std::string& text) {
       have_check = from_hex(value, header.key_check);
     } else if (key == "data-unit" && value != std::to_string(kDataUnitBytes)) {
       return std::nullopt;
+    } else if (key == "size-limit") {
+      header.size_limit = std::strtoull(value.c_str(), nullptr, 10);
     }
   }
   if (!have_id || !have_check) return std::nullopt;
@@ -185,6 +189,18 @@ Volume Volume::open(const std::string& backing, VolumeKey key) {
   UniqueFd header_fd = lock_header(backing, root.get(), header->id);
   return Volume(backing, std::move(root), std::move(header_fd), std::move(*header),
                 std::move(key));
+}
+
+void Volume::set_size_limit(uint64_t limit) {
+  VolumeHeader header = header_;
+  header.size_limit = limit;
+  const std::string text = header_text(header);
+  if (::pwrite(header_fd_.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()) ||
+      ::ftruncate(header_fd_.get(), static_cast<off_t>(text.size())) != 0 ||
+      ::fsync(header_fd_.get()) != 0) {
+    throw Error(errno_text("cannot record the size limit in the volume header in " + backing_, errno));
+  }
+  header_ = std::move(header);
 }
 
 int read_file_id(int fd, FileId* id) {

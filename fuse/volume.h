@@ -26,6 +26,7 @@ inline constexpr const char* kIdXattr = "user.scratchcrypt.id";
 struct VolumeHeader {
   std::string id;  // 32 hex digits
   std::array<uint8_t, kKeyCheckBytes> key_check{};
+  uint64_t size_limit = 0;  // bytes; 0 = none. Kept here so a remount keeps it.
 };
 
 // The header of BACKING, or nullopt when BACKING is not a volume.
@@ -48,6 +49,10 @@ class Volume {
   static Volume open(const std::string& backing, VolumeKey key);
 
   const std::string& id() const { return header_.id; }
+  uint64_t size_limit() const { return header_.size_limit; }
+  // Records the volume's size limit in its header (rewritten in place and
+  // synced), for the next mount of the volume.
+  void set_size_limit(uint64_t limit);
   const std::string& backing() const { return backing_; }
   int root_fd() const { return root_.get(); }
   const VolumeKey& key() const { return key_; }

@@ -13,6 +13,7 @@
 #include "fuse/registry.h"
 #include "tools/commands.h"
 #include "tools/holders.h"
+#include "tools/walk_tree.h"
 #include <fcntl.h>
 
 namespace scratchcrypt {
@@ -33,7 +34,7 @@ const cli::Command kMountCommand = {
         {"uid", "USER", "owner of a new volume's root directory (default: root)"},
         {"gid", "GROUP", "group of a new volume's root directory (default: root)"},
         {"mode", "MODE", "mode of a new volume's root directory (default: 0700)"},
-        {"size-limit", "SIZE", "most bytes the volume may hold, e.g. 50G (default: none)"},
+        {"size-limit", "SIZE", "most bytes the volume may hold, e.g. 50G (default: none; kept when remounted)"},
         {"job", "ID", "scheduler job id, recorded in status and wipe records"},
         {"writeback-cache", "", "let the kernel cache writes (faster; ENOSPC shows at close)"},
         {"f", "", "stay in the foreground, log to stderr"},
@@ -54,6 +55,20 @@ const cli::Command kUmountCommand = {
     1,
 };
 
+namespace {
+
+// Backing blocks held by the regular files of the volume in `backing`: what
+// the size limit counts (no daemon writes to it while it is not mounted).
+uint64_t file_bytes(const std::string& backing) {
+  uint64_t total = 0;
+  walk_tree(AT_FDCWD, backing.c_str(), [&](int, const char*, const struct stat& st) {
+    if (S_ISREG(st.st_mode)) total += static_cast<uint64_t>(st.st_blocks) * 512;
+  });
+  return total;
+}
+
+}  // namespace
+
 int run_mount(const cli::Args& args) {
   MountRequest request;
   request.backing = absolute_path(args.positional()[0]);
@@ -73,6 +88,7 @@ int run_mount(const cli::Args& args) {
   if (args.has("mode")) request.owner.mode = cli::parse_mode("mode", args.get("mode"));
   if (args.has("size-limit")) request.fs.size_limit = cli::parse_size("size-limit", args.get("size-limit"));
   request.fs.writeback_cache = args.has("writeback-cache");
+  if (read_volume_header(request.backing)) request.fs.used_at_start = file_bytes(request.backing);
   request.job = args.get("job");
   request.foreground = args.has("f");
   request.debug = args.has("debug");
