@@ -4,13 +4,18 @@
 // The format (docs/FORMAT.md, "File contents"):
 //  * A file is a sequence of 4096-byte data units; unit i covers bytes
 //    [i*4096, (i+1)*4096). Ciphertext has exactly the length of plaintext.
-//  * Tweak of unit i of a file = LE64(i) || file id (8 random bytes kept with
-//    the file). Unique per (file, unit) for the life of the volume key.
+//  * Tweak of unit i of a file = file id XOR (LE64(i) || 0^8), the file id
+//    being 16 random bytes kept with the file: distinct for every (file,
+//    unit) of a volume unless two random ids come within 2^64 units of
+//    each other (format version 2; docs/FORMAT.md gives the bound).
 //  * A unit of 16 bytes or more (the last one may be any length) is
 //    AES-256-XTS with the "contents" subkey; tails not a multiple of 16 use
 //    XTS ciphertext stealing.
-//  * A last unit of 1..15 bytes, too short for XTS, is XORed with
-//    AES-256(tail subkey, tweak): a key stream unique to (file, unit).
+//  * A last unit of 1..15 bytes, too short for XTS, is enciphered with a
+//    10-round Feistel network over its bits, keyed BLAKE2b of (tail subkey,
+//    tweak, round, length, half) as round function: a deterministic
+//    permutation, so two versions of a tail show only whether they are
+//    equal, as XTS does for a block (never a key stream used twice).
 //  * A stored unit of 16 bytes or more that is all zeros is a hole and reads
 //    as zeros, so sparse backing files stay sparse.
 #pragma once
@@ -30,7 +35,7 @@ inline constexpr size_t kDataUnitBytes = 4096;
 inline constexpr size_t kXtsMinBytes = 16;
 
 struct FileId {
-  std::array<uint8_t, 8> bytes{};
+  std::array<uint8_t, 16> bytes{};
   static FileId random();
   bool operator==(const FileId&) const = default;
 };
@@ -66,14 +71,13 @@ class ContentsCipher {
                  std::shared_ptr<const SecureBuffer> tail_key);
   void crypt(bool encrypting, const FileId& file, uint64_t first_unit,
              std::span<const uint8_t> in, std::span<uint8_t> out);
-  void crypt_short_tail(const std::array<uint8_t, 16>& tweak,
+  void crypt_short_tail(bool encrypting, const std::array<uint8_t, 16>& tweak,
                         const uint8_t* in, uint8_t* out, size_t length);
 
   EvpCipher xts_;
-  EvpCipher ecb_;
   CipherPool encrypt_pool_;
   CipherPool decrypt_pool_;
-  CipherPool tail_pool_;
+  std::shared_ptr<const SecureBuffer> tail_key_;
 };
 
 }  // namespace scratchcrypt

@@ -20,7 +20,8 @@ namespace scratchcrypt {
 
 namespace {
 
-constexpr const char* kMagic = "scratchcrypt-volume 1";
+constexpr const char* kMagic = "scratchcrypt-volume 2";
+constexpr const char* kMagicV1 = "scratchcrypt-volume 1";
 
 std::string to_hex(std::span<const uint8_t> bytes) {
   std::string out(bytes.size() * 2 + 1, '\0');
@@ -47,8 +48,9 @@ std::string header_text(const VolumeHeader& header) {
 std::optional<VolumeHeader> parse_header(const std::string& text) {
   std::istringstream in(text);
   std::string line;
-  if (!std::getline(in, line) || line != kMagic) return std::nullopt;
+  if (!std::getline(in, line) || (line != kMagic && line != kMagicV1)) return std::nullopt;
   VolumeHeader header;
+  header.format = line == kMagic ? 2 : 1;
   bool have_id = false, have_check = false;
   while (std::getline(in, line)) {
     auto space = line.find(' ');
@@ -161,7 +163,9 @@ Volume Volume::create(const std::string& backing, VolumeKey key, const RootOwner
 
   uint8_t id_bytes[16];
   randombytes_buf(id_bytes, sizeof id_bytes);
-  VolumeHeader header{to_hex(id_bytes), key.check_value()};
+  VolumeHeader header;
+  header.id = to_hex(id_bytes);
+  header.key_check = key.check_value();
   {
     UniqueFd fd(::openat(root.get(), kHeaderName, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd.valid()) throw Error(errno_text("cannot create the volume header in " + backing, errno));
@@ -181,6 +185,12 @@ Volume Volume::open(const std::string& backing, VolumeKey key) {
   if (!header) {
     throw Error("backing " + backing + " is not a scratchcrypt volume (no valid " +
                 kHeaderName + ")", 4);
+  }
+  if (header->format != kFormatVersion) {
+    throw Error("volume " + header->id + " in " + backing + " has on-disk format " +
+                std::to_string(header->format) + ", made by an older scratchcrypt; this "
+                "version serves format " + std::to_string(kFormatVersion) + " only: finish with "
+                "it through the old version, or end it with `scratchcrypt wipe " + backing + "`", 4);
   }
   if (sodium_memcmp(header->key_check.data(), key.check_value().data(), kKeyCheckBytes) != 0) {
     throw Error("the key does not belong to volume " + header->id + " in " + backing +

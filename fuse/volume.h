@@ -23,7 +23,11 @@ namespace scratchcrypt {
 inline constexpr const char* kHeaderName = ".scratchcrypt-volume";
 inline constexpr const char* kIdXattr = "user.scratchcrypt.id";
 
+// The on-disk format this version makes and serves (docs/FORMAT.md).
+inline constexpr int kFormatVersion = 2;
+
 struct VolumeHeader {
+  int format = kFormatVersion;  // 1 = older volumes: recognized (wipe, sweep), not served
   std::string id;  // 32 hex digits
   std::array<uint8_t, kKeyCheckBytes> key_check{};
   uint64_t size_limit = 0;  // bytes; 0 = none. Kept here so a remount keeps it.

@@ -85,7 +85,7 @@ def main():
         # Walk the backing tree with the independent reader.
         with open(os.path.join(backing, vf.HEADER)) as f:
             header = f.read().splitlines()
-        check("header", header[0] == "scratchcrypt-volume 1" and header[3] == "data-unit 4096"
+        check("header", header[0] == "scratchcrypt-volume 2" and header[3] == "data-unit 4096"
               and header[2] == "key-check " + vf.derive(KEY, "key-check", 16).hex())
         seen = {}
 
@@ -109,7 +109,7 @@ def main():
                     walk(path, plain_rel)
                 else:
                     file_id = os.getxattr(path, vf.XATTR_ID)
-                    check(f"file id of {plain_rel} is 8 bytes", len(file_id) == 8)
+                    check(f"file id of {plain_rel} is 16 bytes", len(file_id) == 16)
                     with open(path, "rb") as f:
                         seen[plain_rel] = ("file", vf.decrypt_file(KEY, file_id, f.read()))
                 for x in os.listxattr(path, follow_symlinks=False):

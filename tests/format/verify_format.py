@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent reader of the scratchcrypt v1 on-disk format (docs/FORMAT.md).
+"""Independent reader of the scratchcrypt on-disk format, version 2 (docs/FORMAT.md).
 
 Written from the format document, not from the C++ engine: AES-XTS (with
 ciphertext stealing) is implemented here on top of single-block AES-ECB,
@@ -113,10 +113,37 @@ def xts(key64, tweak, data, encrypt):
 # --- file contents ----------------------------------------------------------
 
 def unit_tweak(file_id, unit):
-    """tweak = LE64(unit index) || file id (8 bytes)."""
-    if len(file_id) != 8:
-        raise ValueError("a file id is 8 bytes")
-    return unit.to_bytes(8, "little") + file_id
+    """tweak = file id (16 bytes) XOR (LE64(unit index) || 8 zero bytes)."""
+    if len(file_id) != 16:
+        raise ValueError("a file id is 16 bytes")
+    return _xor(file_id, unit.to_bytes(8, "little") + bytes(8))
+
+
+TAIL_ROUNDS = 10
+
+
+def _tail_round(tail_key, tweak, rnd, length, half, bits):
+    """F = first 8 bytes, big-endian, of BLAKE2b-128(key = tail subkey,
+    tweak || round || length || BE64(half)), cut to `bits` bits."""
+    msg = tweak + bytes([rnd, length]) + half.to_bytes(8, "big")
+    digest = hashlib.blake2b(msg, digest_size=16, key=tail_key).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << bits) - 1)
+
+
+def short_tail(tail_key, tweak, chunk, encrypt):
+    """A 1..15-byte unit: 10 Feistel rounds over its 8*len bits, big-endian,
+    halves of 4*len bits: (A, B) -> (B, A xor F_r(B)) for r = 0..9."""
+    n = len(chunk)
+    bits = 4 * n
+    whole = int.from_bytes(chunk, "big")
+    a, b = whole >> bits, whole & ((1 << bits) - 1)
+    if encrypt:
+        for r in range(TAIL_ROUNDS):
+            a, b = b, a ^ _tail_round(tail_key, tweak, r, n, b, bits)
+    else:
+        for r in reversed(range(TAIL_ROUNDS)):
+            a, b = b ^ _tail_round(tail_key, tweak, r, n, a, bits), a
+    return ((a << bits) | b).to_bytes(n, "big")
 
 
 def _crypt_file(key, file_id, data, encrypt):
@@ -126,8 +153,8 @@ def _crypt_file(key, file_id, data, encrypt):
     for unit, off in enumerate(range(0, len(data), DATA_UNIT)):
         chunk = data[off:off + DATA_UNIT]
         tweak = unit_tweak(file_id, unit)
-        if len(chunk) < 16:        # short tail: XOR with AES-256-ECB(tail key, tweak)
-            out += _xor(chunk, _ecb(tail_key, tweak)[:len(chunk)])
+        if len(chunk) < 16:        # short tail: the Feistel permutation
+            out += short_tail(tail_key, tweak, chunk, encrypt)
         elif not encrypt and chunk.count(0) == len(chunk):
             out += chunk           # a hole: stored zeros read as zeros
         else:
@@ -375,8 +402,11 @@ def main(argv):
             except Exception:
                 print(f"{entry}\t<does not decrypt>")
     elif args.cmd == "check-volume":
-        fields = dict(line.split(" ", 1) for line in
-                      open(os.path.join(args.backing_root, HEADER)).read().splitlines()[1:] if line)
+        lines = open(os.path.join(args.backing_root, HEADER)).read().splitlines()
+        if lines[0] != "scratchcrypt-volume 2":
+            print(f"not a format 2 volume: {lines[0]!r}")
+            return 1
+        fields = dict(line.split(" ", 1) for line in lines[1:] if line)
         ok = fields.get("key-check") == derive(key, "key-check", 16).hex()
         print("key matches the volume" if ok else "key does NOT match the volume")
         return 0 if ok else 1

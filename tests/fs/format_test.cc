@@ -134,6 +134,24 @@ TEST(Format, IndependentReaderDecryptsWhatTheMountWrote) {
   for (const auto& [path, data] : files) EXPECT_BYTES_EQ(data, read_file(m.path(path)));
 }
 
+// A volume of format 1 (8-byte file ids, key-stream short tails) is
+// recognised but not served, with a message that says what to do.
+TEST(Format, AFormat1VolumeIsRefusedClearly) {
+  Mount m;
+  ASSERT_TRUE(m.ok()) << m.mount_result().output;
+  ASSERT_TRUE(m.umount());
+  const std::string header_path = m.backing() + "/.scratchcrypt-volume";
+  std::string header = read_file(header_path);
+  ASSERT_EQ(0u, header.rfind("scratchcrypt-volume 2\n", 0)) << header;
+  header.replace(0, std::strlen("scratchcrypt-volume 2"), "scratchcrypt-volume 1");
+  ASSERT_TRUE(write_file(header_path, header, 0600));
+  RunResult r = m.mount_again({"--recover"});
+  EXPECT_EQ(4, r.exit_code) << r.output;
+  EXPECT_NE(std::string::npos, r.output.find("format 1")) << r.output;
+  EXPECT_NE(std::string::npos, r.output.find("scratchcrypt wipe")) << r.output;
+  EXPECT_FALSE(is_mountpoint(m.mnt()));
+}
+
 TEST(Format, SecondMountOfTheSameBackingIsRefused) {
   Mount m;
   ASSERT_TRUE(m.ok()) << m.mount_result().output;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <set>
 #include <vector>
 
 namespace scratchcrypt {
@@ -278,15 +279,16 @@ TEST(XtsVectors, CiphertextStealingMatchesIndependentComputation) {
   auto engine = vector_engine();
   ReferenceXts ref(vector_key());
   FileId file;
-  for (size_t i = 0; i < 8; ++i) file.bytes[i] = static_cast<uint8_t>(0xa0 + i);
+  for (size_t i = 0; i < 16; ++i) file.bytes[i] = static_cast<uint8_t>(0xa0 + i);
   std::vector<size_t> lengths;
   for (size_t n = 16; n <= 80; ++n) lengths.push_back(n);
   for (size_t n : {500u, 511u, 513u, 4000u, 4095u}) lengths.push_back(n);
   for (size_t n : lengths) {
     for (uint64_t unit : {0ULL, 7ULL, 0x123456789abcdefULL}) {
+      // Format 2: tweak = file id XOR (LE64(unit) || 0^8).
       uint8_t tweak[16];
-      for (int i = 0; i < 8; ++i) tweak[i] = static_cast<uint8_t>(unit >> (8 * i));
-      std::memcpy(tweak + 8, file.bytes.data(), 8);
+      std::memcpy(tweak, file.bytes.data(), 16);
+      for (int i = 0; i < 8; ++i) tweak[i] ^= static_cast<uint8_t>(unit >> (8 * i));
       const auto plain = pattern(n, static_cast<uint8_t>(unit));
       std::vector<uint8_t> out(n), back(n);
       engine->encrypt(file, unit, plain, out);
@@ -308,9 +310,9 @@ TEST(XtsVectors, MultiUnitCallIsPerUnitXts) {
   for (size_t u = 0; u < 4; ++u) {
     const size_t off = u * kDataUnitBytes;
     const size_t len = std::min(kDataUnitBytes, plain.size() - off);
-    uint8_t tweak[16] = {};
-    tweak[0] = static_cast<uint8_t>(5 + u);
-    std::memcpy(tweak + 8, file.bytes.data(), 8);
+    uint8_t tweak[16];  // file id XOR LE64(unit)
+    std::memcpy(tweak, file.bytes.data(), 16);
+    tweak[0] ^= static_cast<uint8_t>(5 + u);
     std::vector<uint8_t> p(plain.begin() + off, plain.begin() + off + len);
     std::vector<uint8_t> c(out.begin() + off, out.begin() + off + len);
     EXPECT_EQ(c, ref.encrypt(tweak, p)) << "unit " << u;
@@ -410,27 +412,35 @@ TEST(ContentsCipher, ShortTailsDifferBetweenFilesAndUnits) {
   }
 }
 
-// The documented short-tail rule: tail XOR AES-256-ECB(tail key, tweak).
-TEST(ContentsCipher, ShortTailIsXorWithEcbOfTweak) {
-  std::vector<uint8_t> tail_key(32);
-  for (size_t i = 0; i < 32; ++i) tail_key[i] = static_cast<uint8_t>(0x80 + i);
-  auto engine = ContentsCipher::for_testing(vector_key(), tail_key);
-  FileId file;
-  for (size_t i = 0; i < 8; ++i) file.bytes[i] = static_cast<uint8_t>(i + 1);
-  const uint64_t unit = 0x0102030405060708ULL;
-  uint8_t tweak[16];
-  for (int i = 0; i < 8; ++i) tweak[i] = static_cast<uint8_t>(unit >> (8 * i));
-  std::memcpy(tweak + 8, file.bytes.data(), 8);
-  uint8_t stream[16];
-  int n = 0;
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  EVP_EncryptInit_ex(ctx, EVP_aes_256_ecb(), nullptr, tail_key.data(), nullptr);
-  EVP_EncryptUpdate(ctx, stream, &n, tweak, 16);
-  EVP_CIPHER_CTX_free(ctx);
-  const auto plain = pattern(15);
-  std::vector<uint8_t> out(15);
-  engine->encrypt(file, unit, plain, out);
-  for (size_t i = 0; i < 15; ++i) EXPECT_EQ(out[i], plain[i] ^ stream[i]) << i;
+// Format 2's short-tail rule is a permutation per (file, unit, length), not
+// a key stream: the XOR of two ciphertexts is not the XOR of their
+// plaintexts (v1 leaked exactly that), and every value maps to a distinct
+// one. (Its exact bytes are the worked example's, checked independently.)
+TEST(ContentsCipher, ShortTailIsAPermutationNotAKeyStream) {
+  ContentsCipher engine(test_key());
+  const FileId file = file_id(0x33);
+  std::set<uint16_t> seen;
+  for (unsigned a = 0; a < 256; ++a) {
+    for (unsigned b : {0u, 1u, 0x80u, 0xffu}) {
+      const std::vector<uint8_t> plain = {static_cast<uint8_t>(a), static_cast<uint8_t>(b)};
+      std::vector<uint8_t> out(2), back(2);
+      engine.encrypt(file, 5, plain, out);
+      EXPECT_TRUE(seen.insert(static_cast<uint16_t>(out[0] << 8 | out[1])).second) << a << " " << b;
+      engine.decrypt(file, 5, out, back);
+      EXPECT_EQ(back, plain);
+    }
+  }
+  int keystream_like = 0;
+  for (size_t n = 1; n < kXtsMinBytes; ++n) {
+    const auto p1 = pattern(n, 1), p2 = pattern(n, 2);
+    std::vector<uint8_t> c1(n), c2(n);
+    engine.encrypt(file, 9, p1, c1);
+    engine.encrypt(file, 9, p2, c2);
+    bool same = true;
+    for (size_t i = 0; i < n; ++i) same = same && (c1[i] ^ c2[i]) == (p1[i] ^ p2[i]);
+    keystream_like += same;
+  }
+  EXPECT_EQ(0, keystream_like) << "ciphertext XOR equals plaintext XOR: a reused key stream";
 }
 
 // A short tail is the last unit of a multi-unit call too.
