@@ -101,23 +101,29 @@ int FileIo::fallocate(int mode, uint64_t offset, uint64_t length) {
   std::unique_lock lock(inode_.io);
   uint64_t size = *inode_.size;
   const uint64_t end = offset + length;
+  const bool punch = mode & FALLOC_FL_PUNCH_HOLE;
+  auto allocate = [&]() -> int {
+    return ::fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                       static_cast<off_t>(length)) == 0
+               ? 0
+               : -errno;
+  };
   int err = 0;
-  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
-    if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) {
-      err = -EINVAL;  // as the kernel requires
-    } else {
+  if (punch && !(mode & FALLOC_FL_KEEP_SIZE)) {
+    err = -EINVAL;  // as the kernel requires
+  } else if (!punch && space_.would_exceed(length)) {
+    err = -ENOSPC;
+  } else if (punch) {
+    err = file_.punch_hole(offset, length, size);
+  } else {
+    // Allocating first fails (ENOSPC) before any data changed; ZERO_RANGE
+    // then zeroes (whole units become holes) and allocates what that freed.
+    err = allocate();
+    if (!err && (mode & FALLOC_FL_ZERO_RANGE)) {
       err = file_.punch_hole(offset, length, size);
+      if (!err) err = allocate();
     }
-  }
-  if (!err && !(mode & FALLOC_FL_PUNCH_HOLE)) {
-    if (space_.would_exceed(length)) {
-      err = -ENOSPC;
-    } else if (::fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                           static_cast<off_t>(length)) != 0) {
-      err = -errno;
-    } else if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
-      err = file_.truncate(end, &size);
-    }
+    if (!err && !(mode & FALLOC_FL_KEEP_SIZE) && end > size) err = file_.truncate(end, &size);
   }
   inode_.size = size;
   reaccount();

@@ -34,7 +34,10 @@ class FileIo {
   ssize_t write(uint64_t offset, std::span<const uint8_t> data);
   int truncate(uint64_t new_size);
   // FALLOC_FL_KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE; other modes are refused
-  // by the caller.
+  // by the caller. Allocates before it zeroes, so a full disk fails it with
+  // the file as it was; only ZERO_RANGE's second allocation (of the blocks
+  // the zeroing itself freed, if something else took them meanwhile) can
+  // fail after the range reads as zeros.
   int fallocate(int mode, uint64_t offset, uint64_t length);
 
  private:

@@ -115,6 +115,9 @@ TEST_F(FailedCallTest, EnospcPartWayLeavesTheFileAsItWas) {
     // Into holes of a sparse file, with a partial first unit.
     Fd sfd(::open(p("sparse").c_str(), O_WRONLY));
     SYS_FAILS(ENOSPC, ::pwrite(sfd.get(), big.data(), 3 * 4096, 100000 + 50));
+    // Zeroing a range must allocate it, which fails before anything is zeroed.
+    Fd rw(::open(p("sparse").c_str(), O_RDWR));
+    SYS_FAILS(ENOSPC, ::fallocate(rw.get(), FALLOC_FL_ZERO_RANGE, 0, 512 * 1024));
   }
   expect_files({{"hello", kHello}, {"sparse", sparse}}, "when full");
   ASSERT_EQ(0, ::unlink(p("filler").c_str()));
