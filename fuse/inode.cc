@@ -55,20 +55,23 @@ Inode& InodeTable::acquire(UniqueFd fd, const struct stat& st) {
   return *slot;
 }
 
-Inode* InodeTable::find(int fd, const struct stat& st) {
-  std::vector<uint8_t> handle;
-  auto it = inodes_.find(key_of(fd, st, &handle));
+Inode* InodeTable::find(const Key& key) {
+  auto it = inodes_.find(key);
   return it == inodes_.end() ? nullptr : it->second.get();
 }
 
 void InodeTable::pin(int victim, const struct stat& st) {
+  std::vector<uint8_t> handle;
+  const Key key = key_of(victim, st, &handle);
   std::lock_guard lock(mu_);
-  if (Inode* inode = find(victim, st)) inode->pin_with(victim);
+  if (Inode* inode = find(key)) inode->pin_with(victim);
 }
 
 bool InodeTable::orphan(int victim, const struct stat& st) {
+  std::vector<uint8_t> handle;
+  const Key key = key_of(victim, st, &handle);
   std::lock_guard lock(mu_);
-  Inode* inode = find(victim, st);
+  Inode* inode = find(key);
   if (inode == nullptr) return false;
   inode->orphaned = true;
   return true;

@@ -115,7 +115,7 @@ class InodeTable {
     auto operator<=>(const Key&) const = default;
   };
   static Key key_of(int fd, const struct stat& st, std::vector<uint8_t>* handle);
-  Inode* find(int fd, const struct stat& st);
+  Inode* find(const Key& key);  // under mu_
 
   std::mutex mu_;
   std::map<Key, std::unique_ptr<Inode>> inodes_;
