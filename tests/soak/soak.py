@@ -299,6 +299,8 @@ class Soak:
             volume = rec.get("volume")
             if rec.get("job") != job or rec.get("outcome") != "complete":
                 self.fail(i, f"last record is not job {job} complete: {lines[-1]}")
+            if kind == "leftover" and not rec.get("holders_cut_off"):
+                self.fail(i, f"the leftover processes were not cut off: {lines[-1]}")
         if volume and run(["keyctl", "search", "@u", "user", f"scratchcrypt:{volume}"]).returncode == 0:
             self.fail(i, f"key of volume {volume} still valid")
         if self.our_mounts():
@@ -379,16 +381,19 @@ class Soak:
                    f"{len(self.failures)} problems" if self.failures else
                    "no mount, key, loop device, process, registry entry or backing file after any wipe; "
                    "record log +1 line (complete) per job")
-        # nothing grows: the volume daemons, per job kind, first tenth against last tenth
-        tenth = max(1, n // 10)
+        # nothing grows: every job gets a fresh daemon, so what could grow is state
+        # they share; compared per job kind, the median of the first tenth of the run
+        # against the last tenth (FUSE worker threads come and go with the load, so
+        # single samples differ by a few)
         for kind in KINDS:
             for key in ("daemon_fds", "daemon_threads"):
                 vals = [r[key] for r in rows if r["kind"] == kind and r[key] is not None]
                 if len(vals) < 2:
                     continue
                 k = max(1, len(vals) // 10)
-                first, last = max(vals[:k]), max(vals[-k:])
-                self.check(last <= first, f"{key} ({kind})", f"first tenth max {first}, last tenth max {last}")
+                first, last = statistics.median(vals[:k]), statistics.median(vals[-k:])
+                self.check(last <= first, f"{key} ({kind})",
+                           f"median {first:g} in the first tenth, {last:g} in the last (max over the run {max(vals)})")
         samples = [r for r in rows if "backing_kib" in r]
         first, last = samples[0], samples[-1]
         for key in ("driver_fds", "driver_threads"):
@@ -399,12 +404,17 @@ class Soak:
         rec = [r["record_bytes"] for r in rows]
         per_line = (rec[-1] - rec[0]) / max(1, n - 1)
         self.check(True, "record log", f"{n} lines, {rec[-1]} bytes ({per_line:.0f} bytes per job)")
+        # No process of ours survives a cycle (checked above), so what a leak could hold
+        # is kernel memory: mounts, keys, FUSE connections, loop devices live in
+        # unreclaimable slab. MemAvailable moves with everything else the machine runs
+        # (it is shared), so it only guards against a gross leak.
         mem_drop = (first["mem_available_kib"] - last["mem_available_kib"]) / 1024
         slab_growth = (last["sunreclaim_kib"] - first["sunreclaim_kib"]) / 1024
-        self.check(mem_drop < 256, "MemAvailable", f"{first['mem_available_kib'] // 1024} -> "
-                   f"{last['mem_available_kib'] // 1024} MiB (drop {mem_drop:.0f} MiB, limit 256)")
-        self.check(slab_growth < 64, "unreclaimable slab", f"{first['sunreclaim_kib'] // 1024} -> "
-                   f"{last['sunreclaim_kib'] // 1024} MiB (growth {slab_growth:.0f} MiB, limit 64)")
+        self.check(slab_growth < 32, "unreclaimable slab", f"{first['sunreclaim_kib'] // 1024} -> "
+                   f"{last['sunreclaim_kib'] // 1024} MiB (growth {slab_growth:.0f} MiB, limit 32)")
+        self.check(mem_drop < 1024, "MemAvailable", f"{first['mem_available_kib'] // 1024} -> "
+                   f"{last['mem_available_kib'] // 1024} MiB (drop {mem_drop:.0f} MiB, limit 1024; "
+                   f"shared with whatever else runs; load average {os.getloadavg()[0]:.1f})")
         print(f"INFO scratchcrypt keys in the kernel (all users of this machine): "
               f"{first['keys_all']} -> {last['keys_all']}")
         return not self.failures
@@ -421,6 +431,8 @@ def main():
         print("soak.py must run as root", file=sys.stderr)
         return 2
     binary = os.path.abspath(args.bin)
+    # SIGTERM (timeout, make's Ctrl-C) unwinds through the cleanup below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.layout == "auto":
         knows = run([binary, "config", "--config", "/dev/null", "layout"]).returncode == 0
         layouts = ["files", "block"] if knows else [""]
@@ -431,7 +443,7 @@ def main():
         soak = Soak(binary, args.cycles, layout)
         try:
             ok = soak.run() and ok
-        except Exception as e:  # report, clean up, fail
+        except (Exception, KeyboardInterrupt) as e:  # report, clean up, fail
             print(f"FAIL soak: {e!r}")
             ok = False
         finally:
