@@ -232,7 +232,8 @@ check "no plaintext of the task's files in backing_root" \
 # A task leaves a process behind in its scratch (it escaped the process group).
 job_task "$out" job-7 task3 $user_a \
     'source "$AZ_BATCH_JOB_PREP_WORKING_DIR/scratchcrypt.env" && cd "$SCRATCH" &&
-     setsid -f sleep 600 </dev/null >/dev/null 2>&1'
+     setsid -f sh -c "echo \$\$ >\"\$0\"; exec sleep 600" "$HOME/left" </dev/null >/dev/null 2>&1 &&
+     until [ -s "$HOME/left" ]; do sleep 0.05; done'  # in its own session before the task ends
 read -ra leftover_pids <<<"$(processes_in "$scratch/job-7")"
 check "the task's leftover process outlived its task, in \$SCRATCH" test "${#leftover_pids[@]}" -eq 1
 if job_release "$out" job-7; then pass "job release of a volume still in use"; else fail "job release of a busy volume: $(cat "$out")"; fi
