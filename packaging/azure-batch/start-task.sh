@@ -22,6 +22,7 @@
 #   SCRATCHCRYPT_SIZE_LIMIT    default: 0 (no limit)
 #   SCRATCHCRYPT_MODE          per-job (default) or node
 #   SCRATCHCRYPT_NODE_USER     node mode: owner of the node volume (default: root)
+#   SCRATCHCRYPT_NODE_GROUP    node mode: its group (default: the user's primary group)
 #   SCRATCHCRYPT_METRICS_FILE  metrics_file (Prometheus text file; default: none)
 #   SCRATCHCRYPT_CONFIG        the configuration file (default /etc/scratchcrypt/scratchcrypt.conf)
 #   SCRATCHCRYPT_BIN           the binary (default /usr/sbin/scratchcrypt)
@@ -86,12 +87,15 @@ chmod 0755 "$mount_root"
 scratchcrypt sweep
 
 if [ "$(scratchcrypt config mode)" = node ]; then
-    echo "SCRATCHCRYPT_NODE_ARGS=\"--uid ${SCRATCHCRYPT_NODE_USER:-root}\"" >/etc/default/scratchcrypt
+    node_args=(--uid "${SCRATCHCRYPT_NODE_USER:-root}")
+    [ -n "${SCRATCHCRYPT_NODE_GROUP:-}" ] && node_args+=(--gid "$SCRATCHCRYPT_NODE_GROUP")
     if [ -d /run/systemd/system ]; then
+        echo "SCRATCHCRYPT_NODE_ARGS=\"${node_args[*]}\"" >/etc/default/scratchcrypt
         systemctl enable scratchcrypt-node.service
         systemctl restart scratchcrypt-node.service
     else
-        scratchcrypt prologue --job node --uid "${SCRATCHCRYPT_NODE_USER:-root}"
+        # The daemon puts itself in a session of its own: it outlives this task.
+        scratchcrypt prologue --job node "${node_args[@]}" </dev/null
     fi
 fi
 scratchcrypt status

@@ -15,7 +15,8 @@
 # $AZ_BATCH_JOB_PREP_WORKING_DIR/scratchcrypt.env and write to it; another user
 # cannot read it; job release wipes a volume a task still uses and records it;
 # job preparation refuses a node with a leftover volume or an unfinished
-# deletion; a release that cannot delete fails, and a start task (reboot) mends.
+# deletion; a release that cannot delete fails, and a start task (reboot) mends;
+# node mode (the start task mounts the node's volume, each job re-keys it).
 #
 # Everything lives in a temporary directory (configuration, backing_root,
 # mount_root, record log, volume registry, Batch's directories); cleaned up on
@@ -122,8 +123,10 @@ run_task() {
     kill -KILL -- "-$pid" 2>/dev/null  # what the task left in its process group
     return "$rc"
 }
-start_task() {  # start_task OUT: the pool's start task (admin auto-user)
-    run_task "$1" 0 "$nodedir/startup" AZ_BATCH_TASK_ID=starttask \
+start_task() {  # start_task OUT [ENV...]: the pool's start task (admin auto-user)
+    local out=$1
+    shift
+    run_task "$out" 0 "$nodedir/startup" AZ_BATCH_TASK_ID=starttask "$@" \
         AZ_BATCH_TASK_USER=_azbatch AZ_BATCH_TASK_USER_IDENTITY=PoolAdmin \
         SCRATCHCRYPT_BACKING_ROOT="$backing" SCRATCHCRYPT_MOUNT_ROOT="$scratch" \
         SCRATCHCRYPT_SIZE_LIMIT=256M SCRATCHCRYPT_METRICS_FILE="$metrics" \
@@ -281,7 +284,32 @@ else
     echo "SKIP: the file system of $tmp does not support chattr +i"
 fi
 
-# --- 5. What monitoring sees -----------------------------------------------------
+# --- 5. Node mode: the start task mounts the node's volume, each job re-keys it --
+sed -i "s|^node_mount = .*|node_mount = $scratch/node|" "$conf"
+if start_task "$out" SCRATCHCRYPT_MODE=node SCRATCHCRYPT_NODE_USER=$user_a SCRATCHCRYPT_NODE_GROUP=$user_a; then
+    pass "start task in node mode"
+else
+    fail "start task in node mode: $(cat "$out")"
+fi
+check "node mode: the node volume is mounted, owned by the node user" \
+    test "$(stat -c %u:%a "$scratch/node" 2>/dev/null)" = "$user_a:700"
+check "node mode: its daemon outlived the start task" mountpoint -q "$scratch/node"
+first=$(volume_of node)
+if job_prep "$out" job-30; then pass "job prep in node mode"; else fail "job prep in node mode: $(cat "$out")"; fi
+check "node mode: the job's tasks are pointed at node_mount" \
+    grep -qx "export SCRATCH=$scratch/node" "$(job_dir job-30)/jobpreparation/wd/scratchcrypt.env"
+second=$(volume_of node)
+check "node mode: the job got a freshly keyed volume" test -n "$second" -a "$second" != "$first"
+check "node mode: the boot volume was wiped and recorded" grep -q '"outcome": "complete"' <<<"$(wait_record "$first")"
+if job_task "$out" job-30 task1 $user_a 'source "$AZ_BATCH_JOB_PREP_WORKING_DIR/scratchcrypt.env" && echo node >"$SCRATCH/f"'; then
+    pass "node mode: a task writes to \$SCRATCH"
+else
+    fail "node mode: a task writes to \$SCRATCH: $(cat "$out")"
+fi
+if job_release "$out" job-30; then pass "job release in node mode"; else fail "job release in node mode: $(cat "$out")"; fi
+check "node mode: the job's volume was wiped and recorded" grep -q '"job": "job-30".*"outcome": "complete"' <<<"$(wait_record "$second")"
+
+# --- 6. What monitoring sees -----------------------------------------------------
 complete=$(grep -c '"outcome": "complete"' "$log")
 failures=$(grep -c '"outcome": "failed"' "$log")
 sleep 0.3  # the last background deletion rewrites the file after its record
