@@ -183,6 +183,7 @@ int serve(const MountRequest& r, int report_fd) {
     session.reset(fuse_session_new(&fargs, &Filesystem::operations(),
                                    sizeof(fuse_lowlevel_ops), &*fs));
     if (!session) throw Error("cannot start a FUSE session (is /dev/fuse present?)");
+    fs->attach_session(session.get());
     if (fuse_set_signal_handlers(session.get()) != 0) throw Error("cannot set signal handlers");
     channel.emplace(r.mountpoint, "scratchcrypt:" + volume->id());
     channel->attach(session.get());

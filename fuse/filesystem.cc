@@ -39,6 +39,19 @@ int stat_of(int path_fd, struct stat* st) {
 // An open regular file: the backing descriptor opened for this handle.
 struct OpenFile {
   UniqueFd fd;
+  Inode* writer = nullptr;  // counted in its writers while open for writing
+
+  OpenFile() = default;
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+  ~OpenFile() {
+    if (writer != nullptr) writer->writers.fetch_sub(1);
+  }
+  void count_writer(Inode& inode, int flags) {
+    if ((flags & O_ACCMODE) == O_RDONLY) return;
+    writer = &inode;
+    inode.writers.fetch_add(1);
+  }
 };
 
 // An open directory: a backing stream and the position the kernel last saw.
@@ -576,6 +589,7 @@ int open_backing(Filesystem& fs, Inode& inode, int flags, std::unique_ptr<OpenFi
   FileId id;
   if (int err = fs.file_id(inode, file->fd.get(), &id)) return err;
   if (int err = FileIo::load_size(inode, file->fd.get())) return err;
+  file->count_writer(inode, flags);
   *out = std::move(file);
   return 0;
 }
@@ -666,6 +680,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
   auto file = std::make_unique<OpenFile>();
   file->fd = std::move(fd);
+  file->count_writer(inode, fi->flags);
   set_file_info(fs, fi, fi->flags);
   fi->fh = to_handle(std::move(file));
   if (fuse_reply_create(req, &e, fi) == -ENOENT) take_handle<OpenFile>(fi);
@@ -747,13 +762,20 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
   fuse_reply_err(req, -err);
 }
 
-void op_lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  Filesystem& fs = fs_of(req);
   // With the write-back cache, data may still sit in the kernel's dirty pages
   // where the backing file has a hole. ENOSYS makes the kernel answer itself
   // (the whole file counts as data), which is correct, if less precise.
-  if (fs_of(req).options().writeback_cache) {
+  if (fs.options().writeback_cache) {
     fuse_reply_err(req, ENOSYS);
     return;
+  }
+  // Without it, only a shared writable mapping leaves dirty pages, and only
+  // while the file is open for writing: those are written back first, so
+  // that the backing file answers as ext4 would from its page cache.
+  if ((whence == SEEK_DATA || whence == SEEK_HOLE) && fs.inode(ino).writers.load() > 0) {
+    fs.write_back_cached(ino, off);
   }
   off_t result = ::lseek(handle<OpenFile>(fi).fd.get(), off, whence);
   if (result < 0) {
@@ -1100,6 +1122,12 @@ void Filesystem::forget(Inode& inode, uint64_t n) {
 
 Inode& Filesystem::inode(fuse_ino_t ino) {
   return ino == FUSE_ROOT_ID ? *root_ : *reinterpret_cast<Inode*>(ino);
+}
+
+void Filesystem::write_back_cached(fuse_ino_t ino, off_t from) {
+  if (fuse_session* session = session_.load()) {
+    fuse_lowlevel_notify_inval_inode(session, ino, from, 0);
+  }
 }
 
 int Filesystem::dir_id(Inode& dir, DirId* out) {

@@ -10,6 +10,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "fuse/inode.h"
@@ -44,6 +45,13 @@ class Filesystem {
   // Lowers an inode's lookup count (InodeTable::forget), and un-counts the
   // blocks of an orphan that goes.
   void forget(Inode& inode, uint64_t n);
+  // The session serving the volume, for notifications to the kernel.
+  void attach_session(fuse_session* session) { session_ = session; }
+  // Makes the kernel write back the dirty cached pages of node `ino` from
+  // `from` on (it drops that part of its cache, laundering dirty pages
+  // first). Must not be called with a lock a WRITE request would need.
+  void write_back_cached(fuse_ino_t ino, off_t from);
+
   // A descriptor of the inode's backing object for one operation.
   PathFd path(Inode& inode) { return inode.path(volume_.root_fd()); }
 
@@ -60,6 +68,7 @@ class Filesystem {
   FilesystemOptions options_;
   InodeTable inodes_;
   Inode* root_ = nullptr;
+  std::atomic<fuse_session*> session_{nullptr};
   SpaceLimit space_;
 };
 

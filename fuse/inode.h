@@ -70,6 +70,11 @@ struct Inode {
   // Under the table's lock: it lost its last name while the kernel knew it;
   // its blocks are freed when it is dropped (the pin keeps them until then).
   bool orphaned = false;
+  // Open handles that may write, and so may map the file shared and
+  // writable: while there are any, the kernel's page cache can hold data
+  // that the backing file does not have yet (munmap writes it back, and
+  // comes before the handle's release).
+  std::atomic<uint32_t> writers{0};
 
   // Data path: shared for reads, exclusive for writes, truncation and
   // fallocate, so a read never sees a half-rewritten data unit.

@@ -543,6 +543,42 @@ TEST_P(PosixTest, SeekDataAndHoleMatchNativeFile) {
   }
 }
 
+// Data written through a shared mapping and not yet written back is data for
+// SEEK_DATA, as ext4 finds it in its page cache: cp must not skip it.
+TEST_P(PosixTest, SeekDataSeesUnwrittenMappedData) {
+  if (GetParam()) GTEST_SKIP() << "with the write-back cache the kernel answers (all data)";
+  const off_t size = 1 << 20, at = 512 * 1024 + 100;
+  Fd fd(::open(p("mapped").c_str(), O_RDWR | O_CREAT, 0644));
+  SYS_OK(::ftruncate(fd.get(), size));
+  void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  ASSERT_NE(MAP_FAILED, map);
+  char* bytes = static_cast<char*>(map);
+  std::memcpy(bytes + at, "mapped data", 11);
+  Fd reader(::open(p("mapped").c_str(), O_RDONLY));
+  EXPECT_EQ(at / 4096 * 4096, ::lseek(reader.get(), 0, SEEK_DATA)) << strerror(errno);
+  EXPECT_EQ(at / 4096 * 4096 + 4096, ::lseek(reader.get(), at, SEEK_HOLE));
+  // The mapping goes on working, and its data reaches the file.
+  EXPECT_EQ(0, std::memcmp(bytes + at, "mapped data", 11));
+  std::memcpy(bytes + 3 * 4096, "more", 4);
+  EXPECT_EQ(3 * 4096, ::lseek(reader.get(), 0, SEEK_DATA));
+  // Seeks while another thread keeps writing through the mapping.
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; !stop.load(); ++i) bytes[(i * 4096 * 7) % size + 2048] = 'w';
+  });
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_GE(::lseek(reader.get(), (i * 4096 * 5) % size, SEEK_HOLE), 0) << strerror(errno);
+  }
+  stop = true;
+  writer.join();
+  SYS_OK(::munmap(map, size));
+  fd.reset();
+  std::string contents = read_file(p("mapped"));
+  ASSERT_EQ(static_cast<size_t>(size), contents.size());
+  EXPECT_EQ("mapped data", contents.substr(at, 11));
+  EXPECT_EQ("more", contents.substr(3 * 4096, 4));
+}
+
 // ---------------------------------------------------------------------------
 // rename
 
