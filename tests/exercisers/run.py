@@ -35,13 +35,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tools", "bench"))
-from systems import Volume, drop_page_cache, scratchcrypt_system  # noqa: E402
+from systems import (Volume, drop_page_cache, force_unmount, mounts_under,  # noqa: E402
+                     scratchcrypt_system)
 
 BIN = os.path.abspath(os.environ.get("SCRATCHCRYPT_BIN",
                                      os.path.join(REPO, "build", "scratchcrypt")))
 EXPECTED = os.path.join(HERE, "expected-failures")
 FIO_JOBS = os.path.join(HERE, "verify.fio")
 LAYOUTS = ("files", "block")
+# `mount` options per layout. A block volume has an exact size (the default
+# would promise it all the free space of the backing file system).
+LAYOUT_OPTIONS = {"files": [], "block": ["--layout", "block", "--size-limit", "6G"]}
 
 # stress-ng stressors that work in --temp-path, with whether they are in the
 # short selection. Every one runs with --verify (stressors that can check
@@ -228,8 +232,7 @@ def block_layout_available():
 
 def run_layout(layout, base, chosen, params, jobs, expected):
     """{exerciser: None or failure reason} for one fresh volume."""
-    system = scratchcrypt_system(f"scratchcrypt-{layout}", ["--layout", layout]
-                                 if layout != "files" else [])
+    system = scratchcrypt_system(f"scratchcrypt-{layout}", LAYOUT_OPTIONS[layout])
     system.binary = BIN
     for argv in system.mount + system.remount + system.unmount + system.cleanup:
         argv[0] = BIN
@@ -329,6 +332,7 @@ def main(argv):
     # A registry of our own: never the node's /run/scratchcrypt.
     os.environ["SCRATCHCRYPT_RUN_DIR"] = os.path.join(base, "run")
     mismatches, passed, failed, as_expected, counts = [], 0, 0, 0, []
+    left_behind = []
     started = time.monotonic()
     try:
         for layout in args.layout.split(","):
@@ -365,7 +369,14 @@ def main(argv):
         return 130
     finally:
         kill_children()
-        shutil.rmtree(base, ignore_errors=True)
+        for mountpoint in mounts_under(base):  # what a failed wipe left
+            force_unmount(mountpoint, os.path.join(base, "cleanup.log"))
+        left_behind = mounts_under(base)
+        if not left_behind:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            say(f"exercisers: mounts that would not go: {', '.join(left_behind)}; "
+                f"{base} is left for an operator")
     for line in mismatches:
         say(line)
     say(f"exercisers: {'; '.join(counts) or 'nothing ran'}; "
@@ -374,7 +385,7 @@ def main(argv):
            else "failures as expected"))
     say(f"{passed} passed, {failed} failed"
         + (f" ({as_expected} of them expected)" if as_expected else ""))
-    return 1 if mismatches or not counts else 0
+    return 1 if mismatches or left_behind or not counts else 0
 
 
 if __name__ == "__main__":
