@@ -270,7 +270,15 @@ class Soak:
                 timeout=120)
         if j.stdout.strip() != "OK":
             self.fail(i, f"{kind} job: {j.stdout.strip()} {j.stderr.strip()[-300:]}")
-        counts = proc_counts(daemon) if daemon else None
+        # The kernel sends FUSE RELEASE after the job's close() returns, so a file
+        # handle may still be open for a moment: the fewest descriptors of a few
+        # samples is the daemon's resting count.
+        counts = None
+        for _ in range(5) if daemon else ():
+            c = proc_counts(daemon)
+            if c:
+                counts = (min(counts[0], c[0]), max(counts[1], c[1])) if counts else c
+            time.sleep(0.01)
         holders = []
         if kind == "leftover" and os.path.exists(pidfile):
             holders = [int(x) for x in open(pidfile).read().split()]
