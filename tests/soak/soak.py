@@ -12,9 +12,10 @@ process tracking would), and a job that fills its volume to ENOSPC.
 After every cycle it checks that nothing was left: no mount, no key of the volume,
 no loop device, no scratchcrypt process, no registry entry, an empty backing_root
 at the file system usage of the start, and exactly one more line in the record log
-(outcome complete). Over the run it checks that nothing grows: descriptors and
-threads of the volume daemons (per job kind) and of this driver, memory
-(MemAvailable, unreclaimable slab). It prints the per-cycle time (median, p99) and a
+(outcome complete). Over the run it checks that nothing grows: descriptors of the
+volume daemons (per job kind; their threads stay within the daemon's bound) and of
+this driver, kernel memory (the floor of unreclaimable slab); MemAvailable, which
+other tenants of the machine move, is reported. It prints the per-cycle time (median, p99) and a
 PASS/FAIL line per check.
 
 Usage (root):  tests/soak/soak.py [--cycles N] [--layout files|block|auto]
@@ -418,16 +419,25 @@ class Soak:
         per_line = (rec[-1] - rec[0]) / max(1, n - 1)
         self.check(True, "record log", f"{n} lines, {rec[-1]} bytes ({per_line:.0f} bytes per job)")
         # No process of ours survives a cycle (checked above), so what a leak could hold
-        # is kernel memory: mounts, keys, FUSE connections, loop devices live in
-        # unreclaimable slab. MemAvailable moves with everything else the machine runs
-        # (it is shared), so it only guards against a gross leak.
-        mem_drop = (first["mem_available_kib"] - last["mem_available_kib"]) / 1024
-        slab_growth = (last["sunreclaim_kib"] - first["sunreclaim_kib"]) / 1024
-        self.check(slab_growth < 32, "unreclaimable slab", f"{first['sunreclaim_kib'] // 1024} -> "
-                   f"{last['sunreclaim_kib'] // 1024} MiB (growth {slab_growth:.0f} MiB, limit 32)")
-        self.check(mem_drop < 1024, "MemAvailable", f"{first['mem_available_kib'] // 1024} -> "
-                   f"{last['mem_available_kib'] // 1024} MiB (drop {mem_drop:.0f} MiB, limit 1024; "
-                   f"shared with whatever else runs; load average {os.getloadavg()[0]:.1f})")
+        # is kernel memory: mounts, keys, FUSE connections and loop devices live in
+        # unreclaimable slab. Both figures are machine-wide and the machine is shared,
+        # so the run's floor is compared, not single samples: a leak raises the lowest
+        # slab (and lowers the highest MemAvailable) of the last tenth of the run above
+        # the highest (below the lowest) of the first tenth; other tenants' passing
+        # use does not.
+        k = max(1, len(samples) // 10)
+        head, tail = samples[:k], samples[-k:]
+        slab_start = max(r["sunreclaim_kib"] for r in head) / 1024
+        slab_end = min(r["sunreclaim_kib"] for r in tail) / 1024
+        self.check(slab_end <= slab_start + 16, "unreclaimable slab",
+                   f"highest in the first tenth {slab_start:.0f} MiB, lowest in the last tenth {slab_end:.0f} MiB "
+                   f"(limit +16; single samples {first['sunreclaim_kib'] // 1024} -> {last['sunreclaim_kib'] // 1024} MiB)")
+        # MemAvailable is reported, not asserted: on a shared machine it follows the
+        # other tenants (a neighbour's test took 1 GiB within ten of our cycles);
+        # user memory of ours cannot leak past a cycle, as no process of ours does.
+        print(f"INFO MemAvailable: {first['mem_available_kib'] // 1024} -> {last['mem_available_kib'] // 1024} MiB "
+              f"(lowest in the first tenth {min(r['mem_available_kib'] for r in head) // 1024}, highest in the "
+              f"last {max(r['mem_available_kib'] for r in tail) // 1024}; load average {os.getloadavg()[0]:.1f})")
         print(f"INFO scratchcrypt keys in the kernel (all users of this machine): "
               f"{first['keys_all']} -> {last['keys_all']}")
         return not self.failures
