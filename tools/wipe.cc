@@ -147,15 +147,21 @@ int cut_off(const Target& t, bool force) {
   return holders;
 }
 
-// Deletes a tree without following links; counts regular files and bytes.
+// Deletes a tree without following links, whatever its depth or width
+// (walk_tree's descriptors and stack are bounded); counts regular files and
+// bytes deleted. A second pass catches what a file system whose directory
+// positions do not survive a re-open made the first one miss.
 void remove_tree(int parent_fd, const char* name, uint64_t* files, uint64_t* bytes) {
-  walk_tree(parent_fd, name, [&](int dir_fd, const char* entry, const struct stat& st) {
-    if (S_ISREG(st.st_mode)) {
-      ++*files;
-      *bytes += static_cast<uint64_t>(st.st_size);
-    }
-    ::unlinkat(dir_fd, entry, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
-  });
+  struct stat st;
+  for (int pass = 0; pass < 2 && ::fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0; ++pass) {
+    walk_tree(parent_fd, name, [&](int dir_fd, const char* entry, const struct stat& entry_st) {
+      if (::unlinkat(dir_fd, entry, S_ISDIR(entry_st.st_mode) ? AT_REMOVEDIR : 0) == 0 &&
+          S_ISREG(entry_st.st_mode)) {
+        ++*files;
+        *bytes += static_cast<uint64_t>(entry_st.st_size);
+      }
+    });
+  }
 }
 
 // Discards the freed blocks of the backing file system (FITRIM), so that

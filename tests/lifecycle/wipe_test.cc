@@ -15,6 +15,7 @@
 
 #include "tests/fs/test_util.h"
 #include "tests/lifecycle/lifecycle_util.h"
+#include "tools/walk_tree.h"
 
 namespace lctest {
 namespace {
@@ -326,6 +327,92 @@ TEST_F(WipeTest, WrongTargetsAreRefusedAndTouchNothing) {
 
   RunResult um = sc({"umount", out_m});
   EXPECT_EQ(0, um.exit_code) << um.output;
+}
+
+// Issue 12, point 4: a job's directory chain 100,000 levels deep is wiped
+// like any volume (it used to exhaust wipe's descriptors, fail with "could
+// not all be deleted" and drain the node). backing_root is on tmpfs here: on
+// the test machine's disk, 100,000 directories keep the journal busy for a
+// minute, and the walk is the same on both.
+TEST_F(WipeTest, DeletesAChainAHundredThousandLevelsDeep) {
+  constexpr int kDepth = 100000;
+  sctest::TempDir shm("deep", "/dev/shm");
+  ASSERT_FALSE(shm.path().empty());
+  backing_root_ = shm.path() + "/backing";
+  ASSERT_EQ(0, ::mkdir(backing_root_.c_str(), 0700));
+  ASSERT_TRUE(spit(config_, "backing_root = " + backing_root_ + "\nmount_root = " + mount_root_ +
+                                "\nrecord_log = " + record_log_ + "\n"));
+  const std::string id = make_volume("deep");
+  ASSERT_FALSE(id.empty());
+
+  // What a job does: mkdir, then go into it. Through the mount as deep as
+  // the daemon's descriptor limit allows here (it holds one per inode the
+  // kernel knows, and this machine's hard limit is 20,000), then on in the
+  // backing directory, as a job on a node with a higher limit would.
+  constexpr int kThroughMount = 10000;
+  const auto start = std::chrono::steady_clock::now();
+  auto make_chain = [](int at, int levels, const char* where) {
+    for (int level = 0; level < levels && at >= 0; ++level) {
+      if (::mkdirat(at, "d", 0700) != 0) {
+        ADD_FAILURE() << where << ": mkdir at level " << level << ": " << std::strerror(errno);
+        break;
+      }
+      const int next = ::openat(at, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (next < 0) ADD_FAILURE() << where << ": open at level " << level << ": " << std::strerror(errno);
+      ::close(at);
+      at = next;
+    }
+    return at;
+  };
+  int at = make_chain(::open(mnt("deep").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), kThroughMount,
+                      "through the mount");
+  if (at >= 0) ::close(at);
+  // Down the backing's chain (one directory per level, encrypted names).
+  at = ::open(backing("deep").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  for (int level = 0; level < kThroughMount && at >= 0; ++level) {
+    DIR* dir = ::fdopendir(::dup(at));
+    ASSERT_NE(nullptr, dir);
+    std::string sub;
+    while (dirent* e = ::readdir(dir)) {
+      if (e->d_type == DT_DIR && e->d_name[0] != '.') sub = e->d_name;
+    }
+    ::closedir(dir);
+    ASSERT_FALSE(sub.empty()) << "no directory at backing level " << level;
+    const int next = ::openat(at, sub.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ::close(at);
+    at = next;
+  }
+  at = make_chain(at, kDepth - kThroughMount, "in the backing");
+  if (at >= 0) ::close(at);
+  const double built_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  RunResult wipe = sc({"wipe", "--wait", mnt("deep")}, 120);
+  const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("[   INFO   ] %d levels: built in %.1f s, wiped in %.1f s\n", kDepth,
+              built_s, total_s - built_s);
+  EXPECT_EQ(0, wipe.exit_code) << wipe.output;
+  EXPECT_FALSE(exists(backing("deep"))) << "the chain is still in the backing";
+  if (DIR* d = ::opendir(backing_root_.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      EXPECT_TRUE(e->d_name[0] == '.' && (e->d_name[1] == '\0' || std::strcmp(e->d_name, "..") == 0))
+          << "left in backing_root: " << e->d_name;
+    }
+    ::closedir(d);
+  }
+  auto rec = wait_record(id, std::chrono::seconds(1));
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_EQ("complete", rec->str("outcome"));
+  EXPECT_TRUE((*rec)["verified"].boolean);
+  // The next job's prologue is not refused.
+  RunResult pro = sc({"prologue", "--job", "after-deep", "--uid", "0", "--gid", "0"});
+  EXPECT_EQ(0, pro.exit_code) << pro.output;
+  RunResult epi = sc({"epilogue", "--job", "after-deep"});
+  EXPECT_EQ(0, epi.exit_code) << epi.output;
+  // Whatever a failure left: gone before the temporary directory is.
+  scratchcrypt::walk_tree(AT_FDCWD, backing_root_.c_str(),
+                          [](int fd, const char* name, const struct stat& st) {
+                            ::unlinkat(fd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+                          });
 }
 
 TEST_F(WipeTest, ByVolumeId) {
