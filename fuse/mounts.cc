@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -171,9 +172,30 @@ bool abort_fuse_connection(const MountEntry& mount) {
   return ok;
 }
 
+std::optional<dev_t> proc_link_device(const std::string& link) {
+  struct statx stx;
+  if (::statx(AT_FDCWD, link.c_str(), AT_STATX_DONT_SYNC, STATX_TYPE, &stx) != 0) return std::nullopt;
+  return makedev(stx.stx_dev_major, stx.stx_dev_minor);
+}
+
+std::optional<dev_t> maps_line_device(const std::string& line) {
+  // address perms offset dev inode [path]
+  std::istringstream fields(line);
+  std::string address, perms, offset, dev, inode;
+  if (!(fields >> address >> perms >> offset >> dev >> inode) || inode == "0") return std::nullopt;
+  unsigned major_no = 0, minor_no = 0;
+  if (std::sscanf(dev.c_str(), "%x:%x", &major_no, &minor_no) != 2) return std::nullopt;
+  return makedev(major_no, minor_no);
+}
+
 std::vector<Holder> processes_using(const std::string& path) {
   std::vector<Holder> out;
   const std::string root = absolute_path(path);
+  std::optional<dev_t> device;
+  if (auto mount = mount_at(root)) device = makedev(mount->dev_major, mount->dev_minor);
+  auto link_uses = [&](const std::string& link) {
+    return (device && proc_link_device(link) == device) || path_under(read_link(link), root);
+  };
   const pid_t self = ::getpid();
   DIR* proc = ::opendir("/proc");
   if (proc == nullptr) return out;
@@ -182,11 +204,11 @@ std::vector<Holder> processes_using(const std::string& path) {
     long pid = std::strtol(entry->d_name, &end, 10);
     if (*end != '\0' || pid <= 0 || pid == self) continue;
     const std::string base = std::string("/proc/") + entry->d_name;
-    bool uses = path_under(read_link(base + "/cwd"), root) || path_under(read_link(base + "/root"), root);
+    bool uses = link_uses(base + "/cwd") || link_uses(base + "/root");
     if (!uses) {
       if (DIR* fds = ::opendir((base + "/fd").c_str())) {
         while (dirent* fd = ::readdir(fds)) {
-          if (fd->d_name[0] != '.' && path_under(read_link(base + "/fd/" + fd->d_name), root)) {
+          if (fd->d_name[0] != '.' && link_uses(base + "/fd/" + fd->d_name)) {
             uses = true;
             break;
           }
@@ -199,7 +221,8 @@ std::vector<Holder> processes_using(const std::string& path) {
       std::string line;
       while (!uses && std::getline(maps, line)) {
         auto slash = line.find('/');
-        if (slash != std::string::npos && path_under(line.substr(slash), root)) uses = true;
+        uses = (device && maps_line_device(line) == device) ||
+               (slash != std::string::npos && path_under(line.substr(slash), root));
       }
     }
     if (uses) {

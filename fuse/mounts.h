@@ -51,10 +51,22 @@ bool is_dead_mount(const std::string& path);
 bool abort_fuse_connection(const MountEntry& mount);
 
 // Processes that have a file, directory, mapping, cwd or root under `path`.
+// When `path` is a mount point, by the mount's device rather than by path:
+// a process in another mount namespace (a container) sees the volume at
+// another path, or through a bind mount, but on the same device.
 struct Holder {
   pid_t pid;
   std::string command;
 };
 std::vector<Holder> processes_using(const std::string& path);
+
+// The device of the file a /proc/<pid>/{fd/N,cwd,root} link stands for,
+// from the inode the kernel holds (never a request to a FUSE daemon, which
+// may be hung or gone); nullopt when it cannot be told.
+std::optional<dev_t> proc_link_device(const std::string& link);
+
+// The device of a /proc/<pid>/maps line's file ("... 00:2f inode path"),
+// or nullopt for an anonymous mapping.
+std::optional<dev_t> maps_line_device(const std::string& line);
 
 }  // namespace scratchcrypt

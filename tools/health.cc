@@ -58,8 +58,18 @@ std::vector<MountEntry> scratchcrypt_mounts() {
 
 std::string volume_of(const MountEntry& m) { return m.source.substr(std::string(kSource).size()); }
 
-// Volumes mounted in any mount namespace of the machine: a volume mounted
-// only inside a container or a daemon's private namespace still owns its key.
+std::string job_text(const VolumeRecord& r) { return r.job.empty() ? "" : " (job " + r.job + ")"; }
+
+// The nearest existing directory at or above `path` (backing_root may not
+// exist yet: the first prologue makes it).
+std::string existing_ancestor(std::string path) {
+  struct stat st;
+  while (path.size() > 1 && ::stat(path.c_str(), &st) != 0) path = parent_dir(path);
+  return path;
+}
+
+}  // namespace
+
 std::set<std::string> volumes_mounted_anywhere() {
   std::set<std::string> ids, namespaces;
   auto add = [&](const std::string& mountinfo) {
@@ -82,17 +92,6 @@ std::set<std::string> volumes_mounted_anywhere() {
   return ids;
 }
 
-std::string job_text(const VolumeRecord& r) { return r.job.empty() ? "" : " (job " + r.job + ")"; }
-
-// The nearest existing directory at or above `path` (backing_root may not
-// exist yet: the first prologue makes it).
-std::string existing_ancestor(std::string path) {
-  struct stat st;
-  while (path.size() > 1 && ::stat(path.c_str(), &st) != 0) path = parent_dir(path);
-  return path;
-}
-
-}  // namespace
 
 std::vector<std::string> stale_keys(const Config& config) {
   std::set<std::string> known = volumes_mounted_anywhere();

@@ -9,6 +9,7 @@
 // whether their jobs still run is the scheduler's business.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,5 +29,10 @@ std::vector<std::string> health_problems(const Config& config);
 // backing_root. Keys of volumes without such a record are left out: the
 // keyring is shared by every configuration on the machine.
 std::vector<std::string> stale_keys(const Config& config);
+
+// Ids of the volumes mounted in any mount namespace of the machine: a volume
+// mounted only inside a container or a daemon's private namespace still owns
+// its key.
+std::set<std::string> volumes_mounted_anywhere();
 
 }  // namespace scratchcrypt

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <climits>
@@ -46,18 +47,19 @@ bool has_exited(pid_t pid) {
 }  // namespace
 
 int evict_cached_data(const std::string& mountpoint) {
-  const std::string root = absolute_path(mountpoint);
+  // By device, as processes_using finds holders: a holder in another mount
+  // namespace sees the volume under another path.
+  const auto mount = mount_at(mountpoint);
+  if (!mount) return 0;
+  const dev_t device = makedev(mount->dev_major, mount->dev_minor);
   int killed = 0;
   for (const auto& holder : processes_using(mountpoint)) {
     const std::string base = "/proc/" + std::to_string(holder.pid);
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, holder.pid, 0)));
     if (DIR* fds = ::opendir((base + "/fd").c_str())) {
       while (dirent* entry = ::readdir(fds)) {
-        char target[PATH_MAX];
-        const std::string link = base + "/fd/" + entry->d_name;
-        ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
-        if (n <= 0 || !pidfd.valid()) continue;
-        if (!path_under(std::string(target, static_cast<size_t>(n)), root)) continue;
+        if (entry->d_name[0] == '.' || !pidfd.valid()) continue;
+        if (proc_link_device(base + "/fd/" + entry->d_name) != device) continue;
         UniqueFd copy(static_cast<int>(
             ::syscall(SYS_pidfd_getfd, pidfd.get(), std::atoi(entry->d_name), 0)));
         if (copy.valid()) ::posix_fadvise(copy.get(), 0, 0, POSIX_FADV_DONTNEED);
@@ -67,8 +69,7 @@ int evict_cached_data(const std::string& mountpoint) {
     std::ifstream maps(base + "/maps");
     std::string line;
     while (std::getline(maps, line)) {
-      auto slash = line.find('/');
-      if (slash != std::string::npos && path_under(line.substr(slash), root)) {
+      if (maps_line_device(line) == device) {
         ::kill(holder.pid, SIGKILL);
         ++killed;
         break;

@@ -15,8 +15,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "crypto/keyring.h"
@@ -25,6 +27,7 @@
 #include "fuse/mounts.h"
 #include "fuse/registry.h"
 #include "fuse/volume.h"
+#include "tools/health.h"
 #include "tools/holders.h"
 #include "tools/metrics.h"
 #include "fuse/unique_fd.h"
@@ -53,6 +56,17 @@ bool is_under(const std::string& path, const std::string& root) {
          path[root.size()] == '/';
 }
 
+// `path` with every symlink resolved when it exists (backing_root may be a
+// link to the scratch disk; registered paths are resolved), else as
+// absolute_path gives it.
+std::string resolved(const std::string& path) {
+  char* real = ::realpath(path.c_str(), nullptr);
+  if (real == nullptr) return absolute_path(path);
+  std::string out(real);
+  std::free(real);
+  return out;
+}
+
 bool exists(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
@@ -68,7 +82,7 @@ std::optional<std::string> mount_of_volume(const std::string& id) {
 
 // A backing directory under backing_root holding volume `id`.
 std::optional<std::string> find_backing(const Config& config, const std::string& id) {
-  const std::string root = absolute_path(config.backing_root);
+  const std::string root = resolved(config.backing_root);
   DIR* dir = ::opendir(root.c_str());
   if (dir == nullptr) return std::nullopt;
   std::optional<std::string> found;
@@ -85,35 +99,81 @@ std::optional<std::string> find_backing(const Config& config, const std::string&
   return found;
 }
 
+std::optional<VolumeRecord> record_of(const std::string& id) {
+  for (auto& record : registered_volumes()) {
+    if (record.id == id) return record;
+  }
+  return std::nullopt;
+}
+
+bool is_volume_id(const std::string& text) {
+  return text.size() == 32 && text.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+// Which volume `given` names, and where its mount and backing are. A volume
+// this node's registry knows is wiped where it is; one found only on disk
+// must lie under backing_root. The backing must hold that very volume.
 Target resolve(const Config& config, const std::string& given) {
   const std::string path = absolute_path(given);
-  Target t;
-  auto record = find_volume(given);  // a volume id
-  if (!record) record = find_volume(path);
-  if (record) {
-    t = {record->id, record->backing, record->mountpoint, record->pid, record->job, record->uid};
+  std::string id;
+  if (is_volume_id(given) && (record_of(given) || mount_of_volume(given) || find_backing(config, given))) {
+    id = given;
   } else if (auto mount = mount_at(path); mount && mount->fstype == "fuse.scratchcrypt") {
-    t.id = mount->source.substr(mount->source.find(':') + 1);
-    t.backing = find_backing(config, t.id).value_or("");
+    id = mount->source.substr(mount->source.find(':') + 1);
   } else if (auto header = read_volume_header(path)) {
-    t.id = header->id;
-    t.backing = path;
+    id = header->id;
+  } else if (auto record = find_volume(path)) {
+    id = record->id;
   } else {
     throw Error(given + " is not a scratchcrypt volume (no mount, backing or record of one; "
                 "was it already wiped?); nothing was touched", 4);
   }
+  Target t;
+  t.id = id;
+  const auto record = record_of(id);
+  if (record) {
+    t = {record->id, record->backing, record->mountpoint, record->pid, record->job, record->uid};
+  } else if (auto header = read_volume_header(path); header && header->id == id) {
+    t.backing = path;
+  } else {
+    t.backing = find_backing(config, id).value_or("");
+  }
   if (t.mountpoint.empty() || !mount_at(t.mountpoint)) t.mountpoint = mount_of_volume(t.id).value_or("");
-  if (!t.backing.empty() && !read_volume_header(t.backing)) t.backing.clear();
-  const std::string root = absolute_path(config.backing_root);
-  if (!t.backing.empty() && !is_under(t.backing, root)) {
+  if (!t.backing.empty()) {
+    const auto header = read_volume_header(t.backing);
+    if (!header) {
+      t.backing.clear();  // gone: end_volume says so
+    } else if (header->id != t.id) {
+      throw Error("the record of volume " + t.id + " names " + t.backing + ", which holds volume " +
+                  header->id + " now (the record is stale); refusing to delete another volume; "
+                  "nothing was touched. Wipe by mount point or backing directory instead", 4);
+    }
+  }
+  const std::string root = resolved(config.backing_root);
+  if (!record && !t.backing.empty() && !is_under(resolved(t.backing), root)) {
     throw Error("volume " + t.id + " is stored in " + t.backing + ", outside backing_root " +
                 root + (config.path.empty() ? "" : " (set in " + config.path + ")") +
-                "; refusing to delete it. Use a configuration whose backing_root holds it", 4);
+                ", and this node's registry does not know it; refusing to delete it. Use a "
+                "configuration whose backing_root holds it", 4);
   }
   if (t.backing.empty() && t.mountpoint.empty()) {
     throw Error(given + ": volume " + t.id + " has nothing left to wipe; nothing was touched", 4);
   }
   return t;
+}
+
+// True while volume `id` exists anywhere this node knows of: mounted (in any
+// mount namespace), served by a live daemon, or stored (under backing_root,
+// or where its record says).
+// `mounted`: volumes_mounted_anywhere().
+bool volume_exists(const Config& config, const std::string& id, const std::set<std::string>& mounted) {
+  if (mounted.count(id) != 0) return true;
+  if (auto record = record_of(id)) {
+    if (process_alive(record->pid)) return true;
+    const auto header = read_volume_header(record->backing);
+    if (header && header->id == id) return true;
+  }
+  return find_backing(config, id).has_value();
 }
 
 // Stops serving the volume. With force, aborts the FUSE connection first,
@@ -136,13 +196,17 @@ int cut_off(const Target& t, bool force) {
       if (errno != EINVAL) throw Error(errno_text("cannot unmount " + t.mountpoint, errno));
     }
   }
-  // The daemon zeroizes its key on the way out; one that hangs is killed
-  // (the kernel then frees its memory).
+  // The daemon zeroizes its key on the way out. One that does not leave is
+  // asked to (SIGTERM: it zeroizes too), and only then killed (the kernel
+  // frees its memory, but does not zero it).
   pid_t pid = t.pid;
   if (pid == 0 && !t.backing.empty()) pid = volume_lock_holder(t.backing).value_or(0);
   if (pid > 0 && !wait_for_exit(pid, 5s)) {
-    ::kill(pid, SIGKILL);
-    wait_for_exit(pid, 2s);
+    ::kill(pid, SIGTERM);
+    if (!wait_for_exit(pid, 5s)) {
+      ::kill(pid, SIGKILL);
+      wait_for_exit(pid, 2s);
+    }
   }
   return holders;
 }
@@ -304,12 +368,19 @@ void end_volume(const Config& config, const Target& t, const WipeOptions& option
   unregister_volume(t.id);
   record.crypto_erased_ms = now_ms();
 
-  if (t.backing.empty()) {  // nothing stored any more: only the mount was left
+  if (t.backing.empty()) {
+    // Only the mount was found: the ciphertext is gone or elsewhere, so
+    // nothing can be verified as deleted.
     record.deletion_finished_ms = now_ms();
-    record.verified = !mount_of_volume(t.id);
+    record.verified = false;
+    record.outcome = "failed";
+    record.error = "the ciphertext was not found, so it was not deleted (the key is destroyed)";
     append_record(config.record_log, record);
     update_metrics(config);
-    return;
+    throw Error("volume " + t.id + " is crypto-erased (unmounted, key destroyed), but its "
+                "ciphertext was not found" + (t.mountpoint.empty() ? "" : " (it was mounted at " +
+                t.mountpoint + ")") + ", so it was not deleted: find its backing directory and "
+                "delete it (rm -rf), or check that backing_root is the one it was made under");
   }
   // Rename aside (atomic, same file system): the path is free at once.
   const std::string trash = parent_dir(t.backing) + "/" + kTrashPrefix + t.id;
@@ -344,7 +415,7 @@ void retry_deletion(const Config& config, const std::string& trash, const std::s
 }  // namespace
 
 std::vector<std::string> abandoned_deletions(const Config& config) {
-  const std::string root = absolute_path(config.backing_root);
+  const std::string root = resolved(config.backing_root);
   std::vector<std::string> abandoned;
   DIR* dir = ::opendir(root.c_str());
   if (dir == nullptr) return abandoned;
@@ -381,7 +452,7 @@ void wipe_volume(const Config& config, const std::string& target, const WipeOpti
 SweepResult sweep(const Config& config) {
   if (::geteuid() != 0) throw Error("sweep needs root", 2);
   SweepResult result;
-  const std::string root = absolute_path(config.backing_root);
+  const std::string root = resolved(config.backing_root);
   if (DIR* dir = ::opendir(root.c_str())) {
     std::vector<std::string> names;
     while (dirent* entry = ::readdir(dir)) names.emplace_back(entry->d_name);
@@ -415,6 +486,25 @@ SweepResult sweep(const Config& config) {
       end_volume(config, t, options, "sweep");
       ++result.volumes;
     }
+  }
+  // Keys of volumes that exist nowhere any more (a wipe or a mount that died
+  // half-way): nothing can use them.
+  const auto mounted = volumes_mounted_anywhere();
+  for (const auto& id : keyring::list()) {
+    if (volume_exists(config, id, mounted)) continue;
+    WipeRecord record;
+    record.event = "sweep";
+    record.volume = id;
+    record.started_ms = now_ms();
+    record.key_found = keyring::remove(id);
+    record.crypto_erased_ms = record.deletion_finished_ms = now_ms();
+    record.verified = !keyring::load(id);  // no mount, no backing: only the key was left
+    if (!record.verified) {
+      record.outcome = "failed";
+      record.error = "the key is still in the keyring";
+    }
+    append_record(config.record_log, record);
+    if (record.verified) ++result.keys;
   }
   for (const auto& record : registered_volumes()) {
     if (!process_alive(record.pid)) unregister_volume(record.id);

@@ -174,5 +174,39 @@ TEST_F(SweepTest, EndsLeftoversAndLeavesLiveVolumesAlone) {
   EXPECT_TRUE(contains(again.output, "swept 0 volume(s), 0 unfinished deletion(s)")) << again.output;
 }
 
+// Issue 12, point 9: sweep destroys (and counts, and records) the keyring
+// keys of volumes that exist nowhere: no mount, no record, no backing. It
+// runs in a user namespace of its own, whose root has a user keyring of its
+// own: this sweep cannot reach the keys of volumes outside this test.
+TEST_F(SweepTest, DestroysKeysOfVolumesThatExistNowhere) {
+  const std::string orphan = "0f0e0d0c0b0a09080706050403020100";
+  const std::string live = "00112233445566778899aabbccddeeff";
+  // A volume the registry says a live daemon (this test) serves.
+  ASSERT_TRUE(spit(run_dir_ + "/" + live + ".json",
+                   "{\"id\": \"" + live + "\", \"backing\": \"" + backing("live") +
+                       "\", \"mountpoint\": \"" + mnt("live") + "\", \"pid\": " +
+                       std::to_string(::getpid()) + ", \"uid\": 0, \"gid\": 0, \"job\": \"\", "
+                       "\"size_limit\": 0, \"started\": 0}\n",
+                   0600));
+  ASSERT_TRUE(spit(root_ + "/key", std::string(64, 'k'), 0600));
+  const std::string script =
+      "set -e; for id in " + orphan + " " + live + "; do keyctl padd user scratchcrypt:$id @u < " +
+      root_ + "/key > /dev/null; done; \"$0\" sweep; "
+      "keyctl search @u user scratchcrypt:" + orphan + " > /dev/null 2>&1 && echo orphan-kept || echo orphan-gone; "
+      "keyctl search @u user scratchcrypt:" + live + " > /dev/null 2>&1 && echo live-kept || echo live-gone";
+  RunResult r = sctest::run({"/usr/bin/unshare", "--user", "--map-root-user", "/bin/sh", "-c", script,
+                             sctest::scratchcrypt_bin()});
+  ASSERT_EQ(0, r.exit_code) << r.output;
+  EXPECT_TRUE(contains(r.output, "1 stale key(s)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "orphan-gone")) << r.output;
+  EXPECT_TRUE(contains(r.output, "live-kept")) << r.output;
+  auto rec = wait_record(orphan, 1s);
+  ASSERT_TRUE(rec.has_value()) << "no record for the destroyed key";
+  EXPECT_EQ("sweep", rec->str("event"));
+  EXPECT_TRUE((*rec)["key_destroyed"].boolean);
+  EXPECT_TRUE((*rec)["verified"].boolean);
+  for (const auto& other : records()) EXPECT_NE(live, other.str("volume")) << "a record for the live volume";
+}
+
 }  // namespace
 }  // namespace lctest

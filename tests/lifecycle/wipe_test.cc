@@ -2,12 +2,17 @@
 // refusals that touch nothing, and forced wipes that cut holders off.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <regex>
@@ -298,6 +303,11 @@ TEST_F(WipeTest, WrongTargetsAreRefusedAndTouchNothing) {
   ASSERT_FALSE(out_id.empty());
   track(out_id);
   ASSERT_TRUE(spit(out_m + "/precious", "precious data"));
+  // Unmounted, the registry forgets it: found only on disk, outside
+  // backing_root, it is not ours to delete (a registered one is: see
+  // MountedOutsideBackingRootIsWipeable).
+  RunResult um = sc({"umount", out_m});
+  ASSERT_EQ(0, um.exit_code) << um.output;
 
   struct stat etc_before;
   ASSERT_EQ(0, ::stat("/etc/passwd", &etc_before));
@@ -308,7 +318,7 @@ TEST_F(WipeTest, WrongTargetsAreRefusedAndTouchNothing) {
     EXPECT_EQ(4, r.exit_code) << "wipe " << target << ": " << r.output;
     EXPECT_FALSE(r.output.empty()) << "wipe " << target << " refused without a message";
   }
-  RunResult outside = sc({"wipe", "--force", "--wait", out_m});
+  RunResult outside = sc({"wipe", "--force", "--wait", out_b});
   EXPECT_TRUE(contains(outside.output, "outside backing_root")) << outside.output;
 
   struct stat etc_after;
@@ -319,14 +329,14 @@ TEST_F(WipeTest, WrongTargetsAreRefusedAndTouchNothing) {
     EXPECT_EQ("aaa", slurp(dir + "/a")) << dir;
     EXPECT_EQ("bbb", slurp(dir + "/sub/b")) << dir;
   }
-  EXPECT_TRUE(is_mountpoint(out_m));
-  EXPECT_EQ("precious data", slurp(out_m + "/precious"));
   EXPECT_GT(key_serial(out_id), 0);
   EXPECT_TRUE(exists(out_b + "/.scratchcrypt-volume"));
+  RunResult back = sc({"mount", "--recover", out_b, out_m});
+  ASSERT_EQ(0, back.exit_code) << back.output;
+  EXPECT_EQ("precious data", slurp(out_m + "/precious"));
   EXPECT_FALSE(exists(record_log_)) << "a refused wipe wrote a record: " << slurp(record_log_);
-
-  RunResult um = sc({"umount", out_m});
-  EXPECT_EQ(0, um.exit_code) << um.output;
+  RunResult um2 = sc({"umount", out_m});
+  EXPECT_EQ(0, um2.exit_code) << um2.output;
 }
 
 // Issue 12, point 4: a job's directory chain 100,000 levels deep is wiped
@@ -413,6 +423,196 @@ TEST_F(WipeTest, DeletesAChainAHundredThousandLevelsDeep) {
                           [](int fd, const char* name, const struct stat& st) {
                             ::unlinkat(fd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
                           });
+}
+
+// The volume id in a backing directory's header.
+std::string header_id(const std::string& backing_dir) {
+  std::istringstream in(slurp(backing_dir + "/.scratchcrypt-volume"));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("id ", 0) == 0) return line.substr(3);
+  }
+  return "";
+}
+
+// Issue 12, point 9: what `scratchcrypt mount` made, outside backing_root,
+// `wipe` ends where it is (the registry knows it).
+TEST_F(WipeTest, MountedOutsideBackingRootIsWipeable) {
+  const std::string out_b = root_ + "/elsewhere-b", out_m = root_ + "/elsewhere-m";
+  ASSERT_EQ(0, ::mkdir(out_b.c_str(), 0700));
+  ASSERT_EQ(0, ::mkdir(out_m.c_str(), 0755));
+  RunResult m = sc({"mount", out_b, out_m});
+  ASSERT_EQ(0, m.exit_code) << m.output;
+  const std::string id = header_id(out_b);
+  ASSERT_FALSE(id.empty());
+  track(id);
+  ASSERT_TRUE(spit(out_m + "/f", "outside data"));
+  RunResult w = sc({"wipe", "--wait", out_m});
+  ASSERT_EQ(0, w.exit_code) << w.output;
+  EXPECT_FALSE(is_mountpoint(out_m));
+  EXPECT_FALSE(exists(out_b)) << "the backing outside backing_root is still there";
+  EXPECT_EQ(-1, key_serial(id));
+  auto rec = wait_record(id, std::chrono::seconds(1));
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_TRUE((*rec)["verified"].boolean);
+  EXPECT_EQ(out_b, rec->str("backing"));
+}
+
+// Issue 12, point 7: backing_root given as a symlink (to the scratch disk)
+// must not make every epilogue refuse.
+TEST_F(WipeTest, BackingRootThroughASymlink) {
+  const std::string link = root_ + "/backing-link";
+  ASSERT_EQ(0, ::symlink(backing_root_.c_str(), link.c_str()));
+  ASSERT_TRUE(spit(config_, "backing_root = " + link + "\nmount_root = " + mount_root_ +
+                                "\nrecord_log = " + record_log_ + "\n"));
+  RunResult pro = sc({"prologue", "--job", "lnk", "--uid", "0", "--gid", "0"});
+  ASSERT_EQ(0, pro.exit_code) << pro.output;
+  const std::string id = header_id(backing("lnk"));
+  ASSERT_FALSE(id.empty());
+  track(id);
+  RunResult epi = sc({"epilogue", "--job", "lnk"});
+  EXPECT_EQ(0, epi.exit_code) << epi.output;
+  EXPECT_EQ(-1, key_serial(id));
+  EXPECT_TRUE(wait_record(id, std::chrono::seconds(2)).has_value());
+  for (int i = 0; i < 200 && exists(backing("lnk")); ++i) ::usleep(10000);
+  EXPECT_FALSE(exists(backing("lnk")));
+}
+
+// Issue 12, point 7: a registry record whose backing now holds another
+// volume must not delete that volume.
+TEST_F(WipeTest, StaleRecordDoesNotDeleteAnotherVolume) {
+  const std::string a = make_volume("a"), b = make_volume("b");
+  ASSERT_FALSE(a.empty());
+  ASSERT_FALSE(b.empty());
+  ASSERT_TRUE(spit(mnt("b") + "/keep", "b's data"));
+  // A's record now names B's backing, as after A's path was reused.
+  const std::string rec_path = run_dir_ + "/" + a + ".json";
+  std::string json = slurp(rec_path);
+  const std::string from = "\"backing\": \"" + backing("a") + "\"";
+  ASSERT_NE(std::string::npos, json.find(from)) << json;
+  json.replace(json.find(from), from.size(), "\"backing\": \"" + backing("b") + "\"");
+  ASSERT_TRUE(spit(rec_path, json, 0600));
+
+  RunResult w = sc({"wipe", "--force", "--wait", a});
+  EXPECT_EQ(4, w.exit_code) << w.output;
+  EXPECT_TRUE(contains(w.output, "holds volume " + b)) << w.output;
+  EXPECT_TRUE(contains(w.output, "nothing was touched")) << w.output;
+  EXPECT_EQ(b, header_id(backing("b")));
+  EXPECT_EQ("b's data", slurp(mnt("b") + "/keep"));
+  EXPECT_GT(key_serial(b), 0);
+  EXPECT_GT(key_serial(a), 0) << "a refused wipe destroyed a key";
+}
+
+// Issue 12, point 7: a volume whose backing cannot be found is crypto-erased,
+// but not recorded as verified (its ciphertext was not deleted).
+TEST_F(WipeTest, LostBackingIsNotVerified) {
+  const std::string id = make_volume("lost");
+  ASSERT_FALSE(id.empty());
+  const std::string moved = root_ + "/moved-away";
+  ASSERT_EQ(0, ::rename(backing("lost").c_str(), moved.c_str()));
+  RunResult w = sc({"wipe", "--force", "--wait", mnt("lost")});
+  EXPECT_EQ(1, w.exit_code) << w.output;
+  EXPECT_TRUE(contains(w.output, "ciphertext was not found")) << w.output;
+  EXPECT_FALSE(is_mountpoint(mnt("lost")));
+  EXPECT_EQ(-1, key_serial(id));
+  auto rec = wait_record(id, std::chrono::seconds(1));
+  ASSERT_TRUE(rec.has_value());
+  EXPECT_FALSE((*rec)["verified"].boolean) << slurp(record_log_);
+  EXPECT_EQ("failed", rec->str("outcome"));
+  EXPECT_TRUE(exists(moved + "/.scratchcrypt-volume"));
+}
+
+bool sigterm_pending(pid_t pid) {
+  std::istringstream in(slurp("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("ShdPnd:", 0) == 0 || line.rfind("SigPnd:", 0) == 0) {
+      const unsigned long long mask = std::stoull(line.substr(line.find_first_not_of(" \t", 7)), nullptr, 16);
+      if (mask & (1ULL << (SIGTERM - 1))) return true;
+    }
+  }
+  return false;
+}
+
+// Issue 12, point 7: a daemon that does not leave is sent SIGTERM (it
+// zeroizes its key on the way out) before it is killed.
+TEST_F(WipeTest, HungDaemonIsAskedToLeaveBeforeItIsKilled) {
+  const std::string id = make_volume("hung");
+  ASSERT_FALSE(id.empty());
+  const pid_t daemon = lock_holder(backing("hung"));
+  ASSERT_GT(daemon, 0);
+  ASSERT_EQ(0, ::kill(daemon, SIGSTOP));  // hung: it serves nothing, handles nothing
+  std::atomic<bool> done{false};
+  RunResult w;
+  std::thread wiper([&] {
+    w = sc({"wipe", "--force", "--wait", mnt("hung")}, 60);
+    done = true;
+  });
+  bool asked = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!done && std::chrono::steady_clock::now() < deadline && !asked) {
+    asked = sigterm_pending(daemon);
+    if (!asked) ::usleep(20000);
+  }
+  ::kill(daemon, SIGCONT);  // let it act on the SIGTERM (and leave)
+  wiper.join();
+  EXPECT_TRUE(asked) << "the hung daemon was never sent SIGTERM";
+  EXPECT_EQ(0, w.exit_code) << w.output;
+  EXPECT_TRUE(wait_gone(daemon, std::chrono::seconds(5)));
+  EXPECT_EQ(-1, key_serial(id));
+}
+
+// Issue 12, point 7: a process in another mount namespace (a container)
+// that sees the volume only through its own bind mount is a holder too.
+TEST_F(WipeTest, HolderInAnotherMountNamespaceIsFound) {
+  const std::string id = make_volume("ns");
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(spit(mnt("ns") + "/data", "container data"));
+  const std::string view = root_ + "/container-view";
+  ASSERT_EQ(0, ::mkdir(view.c_str(), 0755));
+  int ready[2], hold[2];
+  ASSERT_EQ(0, ::pipe(ready));
+  ASSERT_EQ(0, ::pipe(hold));
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    ::close(hold[1]);
+    ::prctl(PR_SET_NAME, "sc-container");
+    // Its own mounts: the volume at another path, the original hidden.
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount(mnt("ns").c_str(), view.c_str(), nullptr, MS_BIND, nullptr) != 0 ||
+        ::umount2(mnt("ns").c_str(), MNT_DETACH) != 0 || ::chdir("/") != 0) {
+      _exit(2);
+    }
+    const int fd = ::open((view + "/data").c_str(), O_RDONLY);
+    if (fd < 0) _exit(3);
+    if (::write(ready[1], "r", 1) != 1) _exit(4);
+    char c;
+    while (::read(hold[0], &c, 1) == 1) {
+    }
+    _exit(0);
+  }
+  ::close(ready[1]);
+  ::close(hold[0]);
+  char c = 0;
+  const bool holding = ::read(ready[0], &c, 1) == 1;
+  ::close(ready[0]);
+  if (holding) {
+    RunResult busy = sc({"wipe", mnt("ns")});
+    EXPECT_EQ(3, busy.exit_code) << busy.output;
+    EXPECT_TRUE(contains(busy.output, "pid " + std::to_string(child))) << busy.output;
+    EXPECT_TRUE(is_mountpoint(mnt("ns")));
+    EXPECT_GT(key_serial(id), 0);
+    RunResult forced = sc({"wipe", "--force", "--wait", mnt("ns")});
+    EXPECT_EQ(0, forced.exit_code) << forced.output;
+    auto rec = wait_record(id, std::chrono::seconds(1));
+    ASSERT_TRUE(rec.has_value());
+    EXPECT_EQ(1, rec->num("holders_cut_off"));
+  }
+  ::close(hold[1]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(holding) << "the container process could not set up (status " << status << ")";
+  EXPECT_EQ(-1, key_serial(id));
 }
 
 TEST_F(WipeTest, ByVolumeId) {
