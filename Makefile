@@ -42,7 +42,7 @@ test_obj = $(call obj,$(wildcard tests/$(1)/*.cc))
 # Debian packages the build, the tests and the demo need.
 DEB_DEPS := g++ make pkg-config libfuse3-dev fuse3 libssl-dev openssl libsodium-dev \
             libgtest-dev python3 python3-cryptography python3-prometheus-client e2fsprogs util-linux \
-            procps keyutils gdb stress-ng fio
+            procps keyutils gdb stress-ng fio strace
 
 .PHONY: all deps test test-full unit-test fs-test format-test lifecycle-test slurm-test \
         slurm-multinode-test package-test batch-test soak exercise exercise-full check-asan demo \

@@ -47,15 +47,26 @@ std::optional<KeySerial> find(std::string_view volume_id) {
 
 }  // namespace
 
+// add_key(2) cannot take permissions: a new key gets the default ones, which
+// let every possessor read it. So the key is made in this thread's own
+// keyring, which no other process possesses, restricted there, and only
+// then linked into root's user keyring (where a job that inherited a root
+// session keyring possesses it), replacing any key of the same name.
 void store(std::string_view volume_id, const VolumeKey& key) {
   const std::string desc = description(volume_id);
   const auto bytes = key.bytes();
   long serial = syscall(SYS_add_key, kKeyType, desc.c_str(), bytes.data(), bytes.size(),
-                        KEY_SPEC_USER_KEYRING);
+                        KEY_SPEC_THREAD_KEYRING);
   if (serial < 0) fail("cannot store the volume key in the kernel keyring");
-  if (keyctl(KEYCTL_SETPERM, static_cast<unsigned long>(serial), kPermissions) < 0) {
-    fail("cannot restrict the volume key's keyring permissions");
+  const auto key_serial = static_cast<unsigned long>(serial);
+  if (keyctl(KEYCTL_SETPERM, key_serial, kPermissions) < 0 ||
+      keyctl(KEYCTL_LINK, key_serial, static_cast<unsigned long>(KEY_SPEC_USER_KEYRING)) < 0) {
+    const int err = errno;
+    keyctl(KEYCTL_INVALIDATE, key_serial);
+    errno = err;
+    fail("cannot restrict the volume key's permissions and link it into root's user keyring");
   }
+  keyctl(KEYCTL_UNLINK, key_serial, static_cast<unsigned long>(KEY_SPEC_THREAD_KEYRING));
 }
 
 std::optional<VolumeKey> load(std::string_view volume_id) {

@@ -16,7 +16,9 @@
 
 namespace scratchcrypt::keyring {
 
-// Stores (or replaces) the key of a volume. Throws on failure.
+// Stores (or replaces) the key of a volume, with the permissions above from
+// the moment it can be found (it is staged in the calling thread's keyring).
+// Throws on failure.
 void store(std::string_view volume_id, const VolumeKey& key);
 // The stored key, or nullopt when the kernel has none for this volume.
 std::optional<VolumeKey> load(std::string_view volume_id);

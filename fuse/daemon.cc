@@ -198,13 +198,26 @@ int serve(const MountRequest& r, int report_fd) {
       }
     }
     register_volume(record);
-  } catch (const Error& e) {
-    if (session) fuse_remove_signal_handlers(session.get());
-    report(report_fd, e.exit_code(), e.what());
-    return e.exit_code();
   } catch (const std::exception& e) {
-    report(report_fd, 1, e.what());
-    return 1;
+    // Unmounted, and a volume made by this call leaves neither its key nor
+    // its header behind (BACKING is as it was); a recovered one keeps both.
+    if (session) fuse_remove_signal_handlers(session.get());
+    channel.reset();
+    session.reset();
+    fs.reset();
+    std::string undone;
+    if (volume && volume->created()) {
+      try {
+        keyring::remove(volume->id());
+      } catch (const std::exception&) {
+      }
+      volume->discard();
+      undone = " (the new volume " + volume->id() + " was undone: no key or header left)";
+    }
+    const auto* error = dynamic_cast<const Error*>(&e);
+    const int code = error != nullptr ? error->exit_code() : 1;
+    report(report_fd, code, e.what() + undone);
+    return code;
   }
 
   log::info("mounted at " + r.mountpoint + (r.recover ? " (recovered)" : ""));

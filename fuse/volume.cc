@@ -71,6 +71,15 @@ std::optional<VolumeHeader> parse_header(const std::string& text) {
   return header;
 }
 
+// Undoes what create() did to a backing directory: the header (when it made
+// it), the root id, the owner and mode.
+void undo_create(int root_fd, const struct stat& before, bool made_header) {
+  if (made_header) ::unlinkat(root_fd, kHeaderName, 0);
+  ::fremovexattr(root_fd, kIdXattr);
+  if (::fchown(root_fd, before.st_uid, before.st_gid) != 0) return;
+  ::fchmod(root_fd, before.st_mode & 07777);
+}
+
 }  // namespace
 
 std::optional<VolumeHeader> read_volume_header(const std::string& backing) {
@@ -144,39 +153,57 @@ Volume Volume::create(const std::string& backing, VolumeKey key, const RootOwner
     throw Error("backing " + backing + " is not empty and is not a scratchcrypt volume; "
                 "refusing to touch it: give an empty directory", 4);
   }
-  // The root directory's id doubles as the test that the backing file system
-  // keeps user xattrs, which the format needs.
-  DirId root_id = DirId::random();
-  if (::fsetxattr(root.get(), kIdXattr, root_id.bytes.data(), root_id.bytes.size(), 0) != 0) {
-    int err = errno;
-    if (err == ENOTSUP) {
-      throw Error("the file system of " + backing + " does not support user extended "
-                  "attributes, which scratchcrypt needs: use ext4 or xfs (or tmpfs on Linux "
-                  ">= 6.6)");
+  struct stat before;
+  if (::fstat(root.get(), &before) != 0) throw Error(errno_text("cannot stat " + backing, errno));
+  bool made_header = false;
+  try {
+    // The root directory's id doubles as the test that the backing file system
+    // keeps user xattrs, which the format needs.
+    DirId root_id = DirId::random();
+    if (::fsetxattr(root.get(), kIdXattr, root_id.bytes.data(), root_id.bytes.size(), 0) != 0) {
+      int err = errno;
+      if (err == ENOTSUP) {
+        throw Error("the file system of " + backing + " does not support user extended "
+                    "attributes, which scratchcrypt needs: use ext4 or xfs (or tmpfs on Linux "
+                    ">= 6.6)");
+      }
+      throw Error(errno_text("cannot write the root id of " + backing, err));
     }
-    throw Error(errno_text("cannot write the root id of " + backing, err));
-  }
-  if (::fchown(root.get(), owner.uid, owner.gid) != 0 ||
-      ::fchmod(root.get(), owner.mode & 07777) != 0) {
-    throw Error(errno_text("cannot set the owner and mode of " + backing, errno));
-  }
+    if (::fchown(root.get(), owner.uid, owner.gid) != 0 ||
+        ::fchmod(root.get(), owner.mode & 07777) != 0) {
+      throw Error(errno_text("cannot set the owner and mode of " + backing, errno));
+    }
 
-  uint8_t id_bytes[16];
-  randombytes_buf(id_bytes, sizeof id_bytes);
-  VolumeHeader header;
-  header.id = to_hex(id_bytes);
-  header.key_check = key.check_value();
-  {
-    UniqueFd fd(::openat(root.get(), kHeaderName, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd.valid()) throw Error(errno_text("cannot create the volume header in " + backing, errno));
-    const std::string text = header_text(header);
-    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
-        ::fsync(fd.get()) != 0) {
-      throw Error(errno_text("cannot write the volume header in " + backing, errno));
+    uint8_t id_bytes[16];
+    randombytes_buf(id_bytes, sizeof id_bytes);
+    VolumeHeader header;
+    header.id = to_hex(id_bytes);
+    header.key_check = key.check_value();
+    {
+      UniqueFd fd(::openat(root.get(), kHeaderName, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (!fd.valid()) throw Error(errno_text("cannot create the volume header in " + backing, errno));
+      made_header = true;
+      const std::string text = header_text(header);
+      if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+          ::fsync(fd.get()) != 0) {
+        throw Error(errno_text("cannot write the volume header in " + backing, errno));
+      }
     }
+    UniqueFd header_fd = lock_header(backing, root.get(), header.id);
+    Volume volume(backing, std::move(root), std::move(header_fd), std::move(header), std::move(key));
+    volume.created_from_ = before;
+    return volume;
+  } catch (...) {
+    undo_create(root.get(), before, made_header);
+    throw;
   }
-  UniqueFd header_fd = lock_header(backing, root.get(), header.id);
-  return Volume(backing, std::move(root), std::move(header_fd), std::move(header), std::move(key));
+}
+
+void Volume::discard() {
+  if (!created_from_) return;
+  undo_create(root_.get(), *created_from_, true);
+  header_fd_.reset();  // and its lock
+  created_from_.reset();
 }
 
 Volume Volume::open(const std::string& backing, VolumeKey key) {

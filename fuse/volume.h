@@ -6,6 +6,7 @@
 // backing can never be served by two daemons. See docs/FORMAT.md.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <array>
@@ -52,6 +53,13 @@ class Volume {
   // Opens the existing volume in BACKING with its key (which must match).
   static Volume open(const std::string& backing, VolumeKey key);
 
+  // For a mount that failed after create(): gives BACKING back as create()
+  // found it (no header, no root id, its owner and mode). Does nothing for
+  // a volume that open() found.
+  void discard();
+  // True for a volume create() made (until discard()).
+  bool created() const { return created_from_.has_value(); }
+
   const std::string& id() const { return header_.id; }
   uint64_t size_limit() const { return header_.size_limit; }
   // Records the volume's size limit in its header (rewritten in place and
@@ -76,6 +84,7 @@ class Volume {
   VolumeKey key_;
   std::unique_ptr<ContentsCipher> contents_;
   std::unique_ptr<NameCipher> names_;
+  std::optional<struct stat> created_from_;  // BACKING before create()
 };
 
 // Object ids kept in the backing xattr (docs/FORMAT.md).
