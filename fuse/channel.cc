@@ -79,7 +79,8 @@ const fuse_custom_io kChannelIo = {
 
 }  // namespace
 
-FuseChannel::FuseChannel(const std::string& mountpoint, const std::string& fsname)
+FuseChannel::FuseChannel(const std::string& mountpoint, const std::string& fsname,
+                         int mountpoint_fd)
     : mountpoint_(mountpoint), fd_(::open("/dev/fuse", O_RDWR | O_CLOEXEC)) {
   if (!fd_.valid()) {
     const int err = errno;
@@ -91,7 +92,9 @@ FuseChannel::FuseChannel(const std::string& mountpoint, const std::string& fsnam
   std::snprintf(options, sizeof options,
                 "fd=%d,rootmode=%o,user_id=0,group_id=0,allow_other,default_permissions",
                 fd_.get(), static_cast<unsigned>(S_IFDIR));
-  if (::mount(fsname.c_str(), mountpoint.c_str(), "fuse.scratchcrypt", MS_NOSUID | MS_NODEV,
+  const std::string target =
+      mountpoint_fd >= 0 ? "/proc/self/fd/" + std::to_string(mountpoint_fd) : mountpoint;
+  if (::mount(fsname.c_str(), target.c_str(), "fuse.scratchcrypt", MS_NOSUID | MS_NODEV,
               options) != 0) {
     const int err = errno;
     throw Error(errno_text("cannot mount at " + mountpoint + " (is the fuse module loaded "

@@ -25,8 +25,10 @@ class FuseChannel {
  public:
   // Opens /dev/fuse and mounts it at `mountpoint` as fuse.scratchcrypt with
   // source `fsname`, allow_other, default_permissions, nosuid and nodev.
-  // Throws Error with what to check when the mount fails.
-  FuseChannel(const std::string& mountpoint, const std::string& fsname);
+  // With `mountpoint_fd` (a descriptor of the directory, e.g. O_PATH), the
+  // mount goes onto that very directory, whatever `mountpoint`'s path
+  // resolves to by then. Throws Error with what to check when it fails.
+  FuseChannel(const std::string& mountpoint, const std::string& fsname, int mountpoint_fd = -1);
   FuseChannel(const FuseChannel&) = delete;
   FuseChannel& operator=(const FuseChannel&) = delete;
   // Unmounts, unless already unmounted.

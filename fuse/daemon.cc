@@ -185,7 +185,8 @@ int serve(const MountRequest& r, int report_fd) {
     if (!session) throw Error("cannot start a FUSE session (is /dev/fuse present?)");
     fs->attach_session(session.get());
     if (fuse_set_signal_handlers(session.get()) != 0) throw Error("cannot set signal handlers");
-    channel.emplace(r.mountpoint, "scratchcrypt:" + volume->id());
+    channel.emplace(r.mountpoint, "scratchcrypt:" + volume->id(), r.mountpoint_fd);
+    if (r.mountpoint_fd >= 0) ::close(r.mountpoint_fd);  // not a holder of what it covers
     channel->attach(session.get());
     VolumeRecord record{volume->id(), absolute_path(r.backing), absolute_path(r.mountpoint),
                         ::getpid(), r.owner.uid, r.owner.gid, r.job, options.size_limit,

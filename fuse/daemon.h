@@ -20,6 +20,10 @@ namespace scratchcrypt {
 struct MountRequest {
   std::string backing;
   std::string mountpoint;
+  // A descriptor (O_PATH) of the mount point directory, opened without
+  // following links: the mount goes onto it rather than onto whatever the
+  // path resolves to by then. -1: by path.
+  int mountpoint_fd = -1;
   int key_fd = -1;         // read the key from here instead of generating it
   bool recover = false;    // take the key of an existing volume from the keyring
   bool foreground = false;

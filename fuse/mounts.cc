@@ -100,6 +100,14 @@ std::string absolute_path(const std::string& path) {
   return out == "/" ? "/" + base : out + "/" + base;
 }
 
+std::string resolved_path(const std::string& path) {
+  char* real = ::realpath(path.c_str(), nullptr);
+  if (real == nullptr) return absolute_path(path);
+  std::string out(real);
+  std::free(real);
+  return out;
+}
+
 std::string parent_dir(const std::string& path) {
   auto slash = path.rfind('/');
   if (slash == std::string::npos) return ".";

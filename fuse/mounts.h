@@ -27,6 +27,10 @@ std::optional<MountEntry> mount_at(const std::string& mountpoint);
 // (its parent is resolved), so that it works on a dead FUSE mount point.
 std::string absolute_path(const std::string& path);
 
+// `path` with every symlink resolved, the last component too, when it
+// exists (realpath); else absolute_path(path).
+std::string resolved_path(const std::string& path);
+
 // The directory part of an absolute path ("/a/b" -> "/a", "/a" -> "/").
 std::string parent_dir(const std::string& path);
 

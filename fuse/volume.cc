@@ -111,9 +111,12 @@ Volume::Volume(std::string backing, UniqueFd root, UniqueFd header_fd, VolumeHea
       names_(std::make_unique<NameCipher>(key_)) {}
 
 UniqueFd Volume::open_backing_dir(const std::string& backing) {
-  UniqueFd root(::open(backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  // Not through a link: the owner and mode of what is opened are set for a
+  // job's user (the commands resolve a link an operator gave beforehand).
+  UniqueFd root(::open(backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) {
     int err = errno;
+    if (err == ELOOP) throw Error("backing " + backing + " is a symbolic link; give the directory itself", 4);
     if (err == ENOENT) {
       throw Error("backing directory " + backing + " does not exist: create it (mkdir -p) or "
                   "pick a directory on the local scratch disk");

@@ -1,8 +1,10 @@
 // `scratchcrypt prologue`, `epilogue` and `config`: the scheduler's side.
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -11,6 +13,7 @@
 #include "fuse/error.h"
 #include "fuse/mounts.h"
 #include "fuse/registry.h"
+#include "fuse/unique_fd.h"
 #include "fuse/volume.h"
 #include "tools/commands.h"
 #include "tools/config.h"
@@ -91,6 +94,54 @@ void require_root(const std::string& what) {
   if (::geteuid() != 0) throw Error(what + " must run as root (from the scheduler's prolog/epilog)", 2);
 }
 
+// Opens (making it if missing) a directory the prologue makes job
+// directories in, after checking that nobody but root can add, remove or
+// replace entries in it: whoever can could plant a link or directory where
+// the next job's volume goes.
+UniqueFd open_root_dir(const std::string& what, const std::string& path, mode_t mode) {
+  make_dirs(path, mode);
+  const std::string real = resolved_path(path);
+  UniqueFd fd(::open(real.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st;
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0) throw Error(errno_text("cannot open " + what + " " + path, errno));
+  if (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    const std::string shown = path + (real != path ? " (" + real + ")" : "");
+    throw Error(what + " " + shown + " is " +
+                    (st.st_uid != 0 ? "owned by uid " + std::to_string(st.st_uid) : "writable by " +
+                     std::string((st.st_mode & S_IWOTH) != 0 ? "everyone" : "its group")) +
+                    ": a user who can write into it could plant a link or directory where a job's "
+                    "volume is mounted. Make it root's alone: chown root: " + real +
+                    " && chmod go-w " + real,
+                4);
+  }
+  return fd;
+}
+
+// Makes `name` in `dir_fd` afresh and returns an O_PATH descriptor of it,
+// never following a link; with `fresh`, anything already there is refused.
+UniqueFd make_dir_at(int dir_fd, const std::string& dir, const std::string& name, bool fresh,
+                     bool* made) {
+  *made = ::mkdirat(dir_fd, name.c_str(), 0700) == 0;
+  const int err = errno;
+  if (!*made && (err != EEXIST || fresh)) {
+    if (err == EEXIST) {
+      throw Error(dir + "/" + name + " already exists, and this prologue did not make it: it may "
+                  "have been planted to redirect the job's volume. Remove it (and find out who "
+                  "made it), then start the job again",
+                  4);
+    }
+    throw Error(errno_text("cannot create " + dir + "/" + name, err));
+  }
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st;
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_uid != 0) {
+    throw Error(dir + "/" + name + " is not a directory of root's (a link, a file, or another "
+                "user's directory): remove it (and find out who made it), then start the job again",
+                4);
+  }
+  return fd;
+}
+
 bool has_volume(const Paths& paths) {
   auto mount = mount_at(paths.mountpoint);
   return (mount && mount->fstype == "fuse.scratchcrypt") || read_volume_header(paths.backing);
@@ -119,25 +170,41 @@ int run_prologue(const cli::Args& args) {
   request.owner.mode = 0700;
 
   const Paths paths = job_paths(config, job);
+  const std::string mount_dir = parent_dir(paths.mountpoint);
+  UniqueFd backing_root = open_root_dir("backing_root", config.backing_root, 0700);
+  UniqueFd mount_root = open_root_dir(
+      config.mode == VolumeMode::kNode ? "the directory of node_mount" : "mount_root", mount_dir, 0755);
   finish_abandoned_deletions(config);  // a node with an unfinished wipe must not take jobs
   if (auto existing = find_volume(paths.mountpoint);
       existing && existing->job == job && mount_at(paths.mountpoint) && !is_dead_mount(paths.mountpoint)) {
     std::printf("SCRATCH=%s\n", paths.mountpoint.c_str());  // already set up: idempotent
     return 0;
   }
+  const std::string backing_name = paths.backing.substr(paths.backing.rfind('/') + 1);
+  const std::string mount_name = paths.mountpoint.substr(paths.mountpoint.rfind('/') + 1);
+  const bool per_job = config.mode == VolumeMode::kPerJob;
   if (has_volume(paths)) {
     // Node mode: the previous job's volume; per-job: a leftover of a crash.
     WipeOptions options;
     options.force = true;
     wipe_volume(config, read_volume_header(paths.backing) ? paths.backing : paths.mountpoint, options);
+    if (per_job) ::unlinkat(mount_root.get(), mount_name.c_str(), AT_REMOVEDIR);  // its old mount point
   }
-  make_dirs(config.backing_root, 0700);
-  make_dirs(parent_dir(paths.mountpoint), 0755);
-  const bool made_backing = ::mkdir(paths.backing.c_str(), 0700) == 0;
-  const bool made_mountpoint = ::mkdir(paths.mountpoint.c_str(), 0700) == 0;
+  // Made afresh by descriptor, never through a link; per-job, a mount point
+  // that is already there is refused (node mode reuses node_mount).
+  bool made_backing = false, made_mountpoint = false;
+  UniqueFd backing_fd = make_dir_at(backing_root.get(), config.backing_root, backing_name, false, &made_backing);
+  UniqueFd mountpoint_fd;
+  try {
+    mountpoint_fd = make_dir_at(mount_root.get(), mount_dir, mount_name, per_job, &made_mountpoint);
+  } catch (const Error&) {
+    if (made_backing) ::unlinkat(backing_root.get(), backing_name.c_str(), AT_REMOVEDIR);
+    throw;
+  }
 
-  request.backing = paths.backing;
-  request.mountpoint = paths.mountpoint;
+  request.backing = resolved_path(config.backing_root) + "/" + backing_name;
+  request.mountpoint = resolved_path(mount_dir) + "/" + mount_name;
+  request.mountpoint_fd = mountpoint_fd.get();
   request.fs.size_limit = config.size_limit;
   request.fs.writeback_cache = config.writeback_cache;
   request.job = job;
@@ -145,8 +212,8 @@ int run_prologue(const cli::Args& args) {
     mount_volume(request);
   } catch (const Error&) {
     // Leave nothing behind that a later prologue or sweep would trip over.
-    if (made_backing) ::rmdir(paths.backing.c_str());
-    if (made_mountpoint) ::rmdir(paths.mountpoint.c_str());
+    if (made_backing) ::unlinkat(backing_root.get(), backing_name.c_str(), AT_REMOVEDIR);
+    if (made_mountpoint) ::unlinkat(mount_root.get(), mount_name.c_str(), AT_REMOVEDIR);
     throw;
   }
   update_metrics(config);

@@ -71,7 +71,7 @@ uint64_t file_bytes(const std::string& backing) {
 
 int run_mount(const cli::Args& args) {
   MountRequest request;
-  request.backing = absolute_path(args.positional()[0]);
+  request.backing = resolved_path(args.positional()[0]);
   request.mountpoint = absolute_path(args.positional()[1]);
   if (args.has("key-fd")) {
     request.key_fd = static_cast<int>(cli::parse_number("key-fd", args.get("key-fd")));

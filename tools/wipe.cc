@@ -56,17 +56,6 @@ bool is_under(const std::string& path, const std::string& root) {
          path[root.size()] == '/';
 }
 
-// `path` with every symlink resolved when it exists (backing_root may be a
-// link to the scratch disk; registered paths are resolved), else as
-// absolute_path gives it.
-std::string resolved(const std::string& path) {
-  char* real = ::realpath(path.c_str(), nullptr);
-  if (real == nullptr) return absolute_path(path);
-  std::string out(real);
-  std::free(real);
-  return out;
-}
-
 bool exists(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
@@ -82,7 +71,7 @@ std::optional<std::string> mount_of_volume(const std::string& id) {
 
 // A backing directory under backing_root holding volume `id`.
 std::optional<std::string> find_backing(const Config& config, const std::string& id) {
-  const std::string root = resolved(config.backing_root);
+  const std::string root = resolved_path(config.backing_root);
   DIR* dir = ::opendir(root.c_str());
   if (dir == nullptr) return std::nullopt;
   std::optional<std::string> found;
@@ -149,8 +138,8 @@ Target resolve(const Config& config, const std::string& given) {
                   "nothing was touched. Wipe by mount point or backing directory instead", 4);
     }
   }
-  const std::string root = resolved(config.backing_root);
-  if (!record && !t.backing.empty() && !is_under(resolved(t.backing), root)) {
+  const std::string root = resolved_path(config.backing_root);
+  if (!record && !t.backing.empty() && !is_under(resolved_path(t.backing), root)) {
     throw Error("volume " + t.id + " is stored in " + t.backing + ", outside backing_root " +
                 root + (config.path.empty() ? "" : " (set in " + config.path + ")") +
                 ", and this node's registry does not know it; refusing to delete it. Use a "
@@ -415,7 +404,7 @@ void retry_deletion(const Config& config, const std::string& trash, const std::s
 }  // namespace
 
 std::vector<std::string> abandoned_deletions(const Config& config) {
-  const std::string root = resolved(config.backing_root);
+  const std::string root = resolved_path(config.backing_root);
   std::vector<std::string> abandoned;
   DIR* dir = ::opendir(root.c_str());
   if (dir == nullptr) return abandoned;
@@ -452,7 +441,7 @@ void wipe_volume(const Config& config, const std::string& target, const WipeOpti
 SweepResult sweep(const Config& config) {
   if (::geteuid() != 0) throw Error("sweep needs root", 2);
   SweepResult result;
-  const std::string root = resolved(config.backing_root);
+  const std::string root = resolved_path(config.backing_root);
   if (DIR* dir = ::opendir(root.c_str())) {
     std::vector<std::string> names;
     while (dirent* entry = ::readdir(dir)) names.emplace_back(entry->d_name);

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <thread>
 
+#include "fuse/mounts.h"
 #include "tests/fs/test_util.h"
 #include "tests/lifecycle/lifecycle_util.h"
 
@@ -409,6 +410,89 @@ TEST_F(JobTest, RecordStaysCompleteWhenTheNextJobTakesThePath) {
   RunResult end = sc({"epilogue", "--job", "again"});
   EXPECT_EQ(0, end.exit_code) << end.output;
   EXPECT_TRUE(wait_record(new_id, 30s).has_value());
+}
+
+// Issue 12, point 6: the prologue trusts nothing it finds. Each attack
+// leaves the job without a volume (exit 4, a message naming the fix), and
+// nothing mounted, made or chowned anywhere else.
+class PrologueAttackTest : public JobTest {
+ protected:
+  RunResult prologue(const std::string& job) {
+    return sc({"prologue", "--job", job, "--uid", std::to_string(sctest::kUserA), "--gid",
+               std::to_string(sctest::kUserA)});
+  }
+  // Nothing of the job's: no mount anywhere under the test, no key, no
+  // volume in backing_root.
+  void expect_no_volume(const std::string& job) {
+    for (const auto& m : scratchcrypt::list_mounts()) {
+      EXPECT_FALSE(m.fstype == "fuse.scratchcrypt" && m.mountpoint.rfind(root_ + "/", 0) == 0)
+          << "mounted at " << m.mountpoint;
+    }
+    EXPECT_FALSE(exists(backing(job) + "/.scratchcrypt-volume"));
+  }
+};
+
+TEST_F(PrologueAttackTest, SymlinkPlantedAtTheNextJobsMountPoint) {
+  // Where the link points: a directory the attacker wants a volume (owned
+  // by the attacker) mounted over.
+  const std::string target = root_ + "/victim";
+  ASSERT_EQ(0, ::mkdir(target.c_str(), 0755));
+  ASSERT_EQ(0, ::symlink(target.c_str(), (mount_root_ + "/next").c_str()));
+  RunResult r = prologue("next");
+  EXPECT_EQ(4, r.exit_code) << r.output;
+  EXPECT_TRUE(contains(r.output, mount_root_ + "/next already exists")) << r.output;
+  EXPECT_FALSE(is_mountpoint(target)) << "root mounted the job's volume over the link's target";
+  struct stat st;
+  ASSERT_EQ(0, ::lstat((mount_root_ + "/next").c_str(), &st));
+  EXPECT_TRUE(S_ISLNK(st.st_mode)) << "the planted link was replaced";
+  ASSERT_EQ(0, ::stat(target.c_str(), &st));
+  EXPECT_EQ(0u, st.st_uid);
+  expect_no_volume("next");
+  EXPECT_FALSE(exists(backing("next"))) << "the refused prologue left its backing directory";
+}
+
+TEST_F(PrologueAttackTest, PreCreatedMountPoint) {
+  const std::string dir = mount_root_ + "/pre";
+  ASSERT_EQ(0, ::mkdir(dir.c_str(), 0777));
+  ASSERT_EQ(0, ::chown(dir.c_str(), sctest::kUserB, sctest::kUserB));
+  RunResult r = prologue("pre");
+  EXPECT_EQ(4, r.exit_code) << r.output;
+  EXPECT_TRUE(contains(r.output, "already exists")) << r.output;
+  EXPECT_FALSE(is_mountpoint(dir));
+  struct stat st;
+  ASSERT_EQ(0, ::stat(dir.c_str(), &st));
+  EXPECT_EQ(sctest::kUserB, st.st_uid) << "the planted directory was taken over";
+  expect_no_volume("pre");
+}
+
+TEST_F(PrologueAttackTest, GroupWritableMountRoot) {
+  ASSERT_EQ(0, ::chown(mount_root_.c_str(), 0, sctest::kUserB));
+  ASSERT_EQ(0, ::chmod(mount_root_.c_str(), 0775));
+  RunResult r = prologue("gw");
+  EXPECT_EQ(4, r.exit_code) << r.output;
+  EXPECT_TRUE(contains(r.output, "mount_root " + mount_root_ + " is writable by its group")) << r.output;
+  EXPECT_TRUE(contains(r.output, "chown root: " + mount_root_ + " && chmod go-w " + mount_root_)) << r.output;
+  EXPECT_FALSE(exists(mount_root_ + "/gw"));
+  expect_no_volume("gw");
+  // The fix the message names makes the node usable.
+  ASSERT_EQ(0, ::chown(mount_root_.c_str(), 0, 0));
+  ASSERT_EQ(0, ::chmod(mount_root_.c_str(), 0755));
+  RunResult ok = prologue("gw");
+  EXPECT_EQ(0, ok.exit_code) << ok.output;
+  EXPECT_EQ(0, sc({"epilogue", "--job", "gw"}).exit_code);
+}
+
+TEST_F(PrologueAttackTest, BackingRootNotOwnedByRoot) {
+  ASSERT_EQ(0, ::chown(backing_root_.c_str(), sctest::kUserA, sctest::kUserA));
+  RunResult r = prologue("own");
+  EXPECT_EQ(4, r.exit_code) << r.output;
+  EXPECT_TRUE(contains(r.output, "backing_root " + backing_root_ + " is owned by uid " +
+                                     std::to_string(sctest::kUserA)))
+      << r.output;
+  EXPECT_TRUE(contains(r.output, "chown root: " + backing_root_)) << r.output;
+  EXPECT_FALSE(exists(mount_root_ + "/own"));
+  expect_no_volume("own");
+  ASSERT_EQ(0, ::chown(backing_root_.c_str(), 0, 0));
 }
 
 }  // namespace
