@@ -30,6 +30,8 @@ const cli::Command kPrologueCommand = {
     "The job comes from the options or the scheduler's environment (Slurm: SLURM_JOB_ID,\n"
     "SLURM_JOB_UID or SLURM_JOB_USER, SLURM_JOB_GID). The volume is mounted at\n"
     "<mount_root>/<job id> (node mode: node_mount), owned by the job's user, mode 0700.\n"
+    "backing_root and mount_root must be root's and not group/other-writable, and the\n"
+    "job's mount point must not exist yet (refused, exit 4, otherwise).\n"
     "A non-zero exit fails the job's start.",
     {{"job", "ID", "job id (default: $SLURM_JOB_ID)"},
      {"uid", "USER", "job owner (default: $SLURM_JOB_UID or $SLURM_JOB_USER)"},

@@ -20,8 +20,9 @@ const cli::Command kWipeCommand = {
     "renamed aside at once and deleted in the background (--wait waits), free blocks are\n"
     "trimmed where the disk supports it, and a JSON record is appended to record_log.\n"
     "Refuses (exit 3) while processes use the volume, listing them; --force cuts them\n"
-    "off (their I/O fails). Refuses (exit 4) anything that is not a scratchcrypt volume\n"
-    "or is stored outside backing_root, and touches nothing then.",
+    "off (their I/O fails), also in other mount namespaces. Refuses (exit 4) anything\n"
+    "that is not a scratchcrypt volume, a volume found only on disk outside backing_root\n"
+    "(one the registry knows is wiped where it is) and a stale record, touching nothing.",
     {{"force", "", "cut off processes that still use the volume"},
      {"wait", "", "return only when the ciphertext is deleted and the record written"},
      {"job", "ID", "job id for the record (default: the volume's own)"},
@@ -34,9 +35,10 @@ const cli::Command kSweepCommand = {
     "sweep",
     "[options]",
     "At node boot: end every volume and key that a crash or power loss left behind.",
-    "Ends each volume under backing_root whose daemon is not running, drops keyring\n"
-    "entries of volumes no daemon serves, detaches mounts of dead daemons, and finishes\n"
-    "interrupted deletions, with a record for each. Live volumes are left alone.",
+    "Ends each volume under backing_root whose daemon is not running, destroys keyring\n"
+    "keys of volumes that exist nowhere (no mount, record or backing), detaches mounts\n"
+    "of dead daemons, and finishes interrupted deletions, with a record for each. Live\n"
+    "volumes are left alone.",
     {kConfigOption},
     0,
     0,

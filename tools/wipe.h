@@ -37,21 +37,26 @@ void finish_abandoned_deletions(const Config& config);
 std::vector<std::string> abandoned_deletions(const Config& config);
 
 // Ends the volume at `target` (its mount point, backing directory or id).
-// Throws Error: exit 4 when `target` is no volume of ours (or lies outside
-// backing_root), 3 when busy without force. Nothing is touched then.
+// Throws Error: exit 4 when `target` is no volume of ours, when its backing
+// holds another volume (a stale record), or when it was found only on disk
+// outside backing_root (a volume the registry knows is wiped where it is);
+// 3 when busy without force. Nothing is touched then. Exit 1 when the
+// ciphertext cannot be found: the volume is crypto-erased, the record says
+// it is not verified.
 void wipe_volume(const Config& config, const std::string& target, const WipeOptions& options);
 
 struct SweepResult {
   int volumes = 0;       // leftover volumes ended
   int trash = 0;         // half-deleted wipes finished
-  int keys = 0;          // stale keyring entries dropped
+  int keys = 0;          // stale keyring entries dropped (also of volumes that exist nowhere)
   int dead_mounts = 0;   // mounts of dead daemons detached
 };
 
 // Ends everything a crash or power loss left: volumes under backing_root
-// without a live daemon (with their keys), dead scratchcrypt mounts, and
-// unfinished deletions. Live volumes, and volumes outside backing_root, are
-// left alone.
+// without a live daemon (with their keys), keys of volumes that exist
+// nowhere (no mount, no registry record, no backing), dead scratchcrypt
+// mounts, and unfinished deletions. Live volumes, and volumes outside
+// backing_root, are left alone (but an unmounted one outside loses its key).
 SweepResult sweep(const Config& config);
 
 }  // namespace scratchcrypt
