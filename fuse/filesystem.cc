@@ -481,7 +481,8 @@ class NameLoss {
   void done(Filesystem& fs) {
     struct stat now;
     if (!victim_.valid() || ::fstat(victim_.get(), &now) != 0 || now.st_nlink != 0) return;
-    if (!fs.inodes().orphan(victim_.get(), st_) && S_ISREG(now.st_mode)) {
+    if (!S_ISREG(now.st_mode)) return;  // the limit counts regular files only
+    if (!fs.inodes().orphan(victim_.get(), st_)) {
       fs.space().charge(-static_cast<int64_t>(now.st_blocks) * 512);
     }
   }
