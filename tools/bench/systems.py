@@ -29,6 +29,7 @@ class System:
     setup: list = field(default_factory=list)     # argv list, before 1st mount
     mount: list = field(default_factory=list)     # first mount of a volume
     remount: list = None                          # later mounts (default: mount)
+    cold_remount: bool = True                     # False: cold = drop caches only
     unmount: list = None                          # default: fusermount3 -u
     cleanup: list = field(default_factory=list)   # after unmount, before rm -rf
     files: dict = field(default_factory=dict)     # {root}/NAME: text, at setup
@@ -38,13 +39,17 @@ class System:
 SCRATCHCRYPT_BIN = os.path.join(REPO, "build", "scratchcrypt")
 
 
-def scratchcrypt_system(name, mount_options=()):
+def scratchcrypt_system(name, mount_options=(), block=False):
     return System(
         name, daemon="scratchcrypt", binary=SCRATCHCRYPT_BIN,
         version=[SCRATCHCRYPT_BIN, "--version"],
         mount=[[SCRATCHCRYPT_BIN, "mount", *mount_options, "{backing}", "{mnt}"]],
         remount=[[SCRATCHCRYPT_BIN, "mount", "--recover", *mount_options,
                   "{backing}", "{mnt}"]],
+        # A block volume is a kernel file system on a loop device over the
+        # daemon's one-file FUSE image: drop_caches empties all of its caches
+        # (the image is direct I/O on both sides), and it cannot be remounted.
+        cold_remount=not block,
         unmount=[[SCRATCHCRYPT_BIN, "umount", "{mnt}"]],
         # wipe destroys the key kept in the keyring for --recover; it only
         # touches volumes under backing_root, and logs to record_log.
@@ -76,6 +81,9 @@ SYSTEMS = [
     # The same daemon with the kernel's write-back cache (an operator's
     # choice: faster small writes, ENOSPC reported at fsync/close).
     scratchcrypt_system("scratchcrypt-wb", ["--writeback-cache"]),
+    # The block layout: ext4 on an encrypted image, default size (the free
+    # space of the bench file system).
+    scratchcrypt_system("scratchcrypt-block", ["--layout", "block"], block=True),
 ]
 
 
@@ -235,7 +243,9 @@ class Volume:
 
     def drop_caches(self):
         """Cold cache: unmount (drops FUSE caches), drop the kernel page
-        cache, mount again."""
+        cache, mount again; or only drop the caches (native, block layout)."""
+        if not self.system.cold_remount:
+            return drop_page_cache()
         self.unmount()
         ok = drop_page_cache()
         self._mount(self.system.remount or self.system.mount)
