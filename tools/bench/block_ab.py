@@ -21,7 +21,9 @@ are compared at the same moment on a machine whose load varies. Between
 scenarios each volume is emptied. `queue` writes the loop device's
 /sys/block/loopN/queue attributes and `fuse` the image connection's
 /sys/fs/fuse/connections/N attributes after mounting (not write_cache: the
-kernel keeps that setting on the loop device for its next user). `env` is
+kernel keeps that setting on the loop device for its next user), and
+`remount` remounts the volume's file system with those options, e.g.
+"nodiscard". `env` is
 added to the mount command's environment. Prints medians, every run, the
 image daemon's CPU per step and its peak RSS, and the load average.
 """
@@ -83,6 +85,8 @@ class Variant:
         write_attrs(f"/sys/block/{loop}/queue", self.spec.get("queue", {}))
         write_attrs(f"/sys/fs/fuse/connections/{fuse_connection_of(loop)}",
                     self.spec.get("fuse", {}))
+        if self.spec.get("remount"):
+            run(["mount", "-o", "remount," + self.spec["remount"], self.mnt], self.log)
         self.pid = find_daemon(self.mnt, "scratchcrypt")
 
     def empty(self):
