@@ -146,10 +146,13 @@ def main():
                 order = variants if rep % 2 == 0 else variants[::-1]
                 for scen, steps in scens:
                     for st in steps:
+                        # One drop for all: a drop before each variant's cold
+                        # step would also empty the caches the variants
+                        # before it keep for their next (warm) step.
+                        if st.cold:
+                            drop_page_cache()
                         for v in order:
                             ctx = Ctx(v.mnt, v.backing, params, tree, log, scratch)
-                            if st.cold:
-                                drop_page_cache()
                             if st.prep:
                                 st.prep(ctx)
                             os.sync()
