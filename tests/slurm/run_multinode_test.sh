@@ -82,7 +82,9 @@ start_node() {
     local d=$1 n=$2 mode=${3:-}
     if [ "$mode" = sweep-only ]; then
         unshare -m -u --propagation private "$d/bin/node-boot" "$n" sweep-only
-        return
+        # an explicit status: a bare `return` in the EXIT trap would give the
+        # status the script exited with
+        return $?
     fi
     ( exec 9>&-; exec unshare -m -u --propagation private "$d/bin/node-boot" "$n" "$mode" ) \
         >>"$d/node/$n/boot.out" 2>&1 &
@@ -374,12 +376,30 @@ done
 # ---------------------------------------------------------------------------------------
 # Per-node checks
 # ---------------------------------------------------------------------------------------
-# node_mount_source NODE PATH: the source of the scratchcrypt mount at PATH in NODE
-node_mount_source() {
-    awk -v m="$2" '$2 == m && $3 == "fuse.scratchcrypt" { print $1 }' "/proc/$(node_pid "$1")/mounts" 2>/dev/null | head -1 || true
+# node_mounted NODE PATH: something is mounted at PATH in NODE (the files layout's
+# FUSE mount, or the block layout's kernel file system)
+node_mounted() {
+    awk -v m="$2" '$2 == m { f = 1 } END { exit !f }' "/proc/$(node_pid "$1")/mounts" 2>/dev/null
 }
-node_scratch_mounts() {   # node_scratch_mounts NODE: scratchcrypt mounts in NODE
-    awk '$3 == "fuse.scratchcrypt" { print $2 }' "/proc/$(node_pid "$1")/mounts" 2>/dev/null || true
+# node_volume NODE PATH: the id of the volume mounted at PATH in NODE, from the node's
+# registry
+node_volume() {
+    local f
+    node_mounted "$1" "$2" || return 0
+    f=$(grep -lF "\"mountpoint\": \"$2\"" "$T/node/$1/run/"*.json 2>/dev/null | head -1 || true)
+    [ -z "$f" ] || basename "$f" .json
+}
+node_scratch_mounts() {   # node_scratch_mounts NODE: volume mounts (job or image) in NODE
+    awk -v s="$T/local/scratch/" -v r="$T/local/run/" \
+        'index($2, s) == 1 || index($2, r) == 1 || $3 ~ /^fuse\.scratchcrypt/ { print $2 }' \
+        "/proc/$(node_pid "$1")/mounts" 2>/dev/null || true
+}
+node_registry() {   # node_registry NODE: registry entries and image mount points left
+    local f
+    for f in "$T/node/$1/run/"*.json "$T/node/$1/run/images/"*; do
+        [ -e "$f" ] && echo "${f#"$T/node/$1/run/"}"
+    done
+    return 0
 }
 key_serial() { keyctl search @u user "scratchcrypt:$1" 2>/dev/null || true; }
 # key_digest VOLID: a digest of the volume's key (only compared, never shown)
@@ -412,7 +432,7 @@ job_processes() {
 # daemon gone, and NODE's record log has exactly one line for JOB (complete).
 check_node_wiped() {
     local n=$1 id=$2 vol=$3 i c line ns
-    if [ -n "$(node_mount_source "$n" "$T/local/scratch/$id")" ]; then bad "$n: job $id still mounted after its epilog"; fi
+    if node_mounted "$n" "$T/local/scratch/$id"; then bad "$n: job $id still mounted after its epilog"; fi
     [ -e "$T/node/$n/scratch/$id" ] && bad "$n: mount point of job $id still exists"
     if [ -n "$vol" ] && [ -n "$(key_serial "$vol")" ]; then bad "$n: the key of volume $vol (job $id) is still valid"; fi
     for i in $(seq 1 60); do
@@ -446,13 +466,13 @@ check_node_clean() {
     local n=$1 ns i left
     ns=$(cat "$T/node/$n/ns.id")
     for i in $(seq 1 40); do
-        left="$(node_scratch_mounts "$n")$(ls -A "$T/node/$n/backing" 2>/dev/null)$(ls -A "$T/node/$n/run" 2>/dev/null)$(ls -A "$T/node/$n/scratch" 2>/dev/null)$(our_daemons "$T" "$ns")"
+        left="$(node_scratch_mounts "$n")$(ls -A "$T/node/$n/backing" 2>/dev/null)$(node_registry "$n")$(ls -A "$T/node/$n/scratch" 2>/dev/null)$(our_daemons "$T" "$ns")"
         [ -z "$left" ] && return 0
         sleep 0.25
     done
     [ -z "$(node_scratch_mounts "$n")" ] || bad "$n: volumes still mounted: $(node_scratch_mounts "$n" | tr '\n' ' ')"
     [ -z "$(ls -A "$T/node/$n/backing" 2>/dev/null)" ] || bad "$n: backing_root not empty: $(ls -A "$T/node/$n/backing" | tr '\n' ' ')"
-    [ -z "$(ls -A "$T/node/$n/run" 2>/dev/null)" ] || bad "$n: registry not empty: $(ls -A "$T/node/$n/run" | tr '\n' ' ')"
+    [ -z "$(node_registry "$n")" ] || bad "$n: registry not empty: $(node_registry "$n" | tr '\n' ' ')"
     [ -z "$(ls -A "$T/node/$n/scratch" 2>/dev/null)" ] || bad "$n: mount_root not empty: $(ls -A "$T/node/$n/scratch" | tr '\n' ' ')"
     [ -z "$(our_daemons "$T" "$ns")" ] || bad "$n: scratchcrypt processes left: $(our_daemons "$T" "$ns" | tr '\n' ' ')"
 }
@@ -472,7 +492,7 @@ tag=$1; h=$(hostname); out=$TESTJOBS/$tag.$SLURM_JOB_ID.$h
     awk -v m="$SCRATCH" '$2 == m { print "MOUNT " $1 " " $3 }' /proc/self/mounts
     echo "$2 on $h" >"$SCRATCH/marker-$2.txt" && [ "$(cat "$SCRATCH/marker-$2.txt")" = "$2 on $h" ] && echo WRITE_OK
     head -c 1000001 /dev/urandom >"$SCRATCH/rand.bin" && [ "$(stat -c %s "$SCRATCH/rand.bin")" = 1000001 ] && echo BIG_OK
-    [ "$(ls -A "$SCRATCH" | wc -l)" = 2 ] && echo ONLY_OWN_FILES
+    [ "$(ls -A "$SCRATCH" | grep -vcx lost+found)" = 2 ] && echo ONLY_OWN_FILES
 } >"$out.tmp" 2>&1
 mv "$out.tmp" "$out"
 if [ -n "${3:-}" ]; then
@@ -509,7 +529,7 @@ check_probe() {
     grep -qx "SCRATCH=$T/local/scratch/$id" <<<"$r" || bad "$n: job $id saw $(grep '^SCRATCH' <<<"$r")"
     grep -qx "TMPDIR=$T/local/scratch/$id" <<<"$r" || bad "$n: job $id saw $(grep '^TMPDIR' <<<"$r")"
     grep -qx "STAT owner=$u mode=700" <<<"$r" || bad "$n: job $id scratch: $(grep '^STAT' <<<"$r"), expected owner $u mode 700"
-    grep -q '^MOUNT scratchcrypt:.* fuse.scratchcrypt$' <<<"$r" || bad "$n: job $id: \$SCRATCH is not a scratchcrypt mount in the job"
+    grep -Eq '^MOUNT (scratchcrypt:[0-9a-f]+ fuse\.scratchcrypt|/dev/loop[0-9]+ (ext4|xfs))$' <<<"$r" || bad "$n: job $id: \$SCRATCH is not a volume mount in the job ($(grep '^MOUNT' <<<"$r"))"
     grep -qx WRITE_OK <<<"$r" || bad "$n: job $id could not write and read back"
     grep -qx BIG_OK <<<"$r" || bad "$n: job $id could not write 1 MB"
     grep -qx ONLY_OWN_FILES <<<"$r" || bad "$n: job $id's scratch holds more than its own files"
@@ -528,9 +548,8 @@ test_a() {   # test_a CASE-NAME
     if wait_probes "$c" "$id" "${NODES[@]}"; then
         for n in "${NODES[@]}"; do
             check_probe "$c" "$id" "$n" "$USER1"
-            vol=$(node_mount_source "$n" "$T/local/scratch/$id")
-            vol=${vol#scratchcrypt:}
-            if [ -z "$vol" ]; then bad "$n: no scratchcrypt mount for job $id in the node's namespace"; vols+=(""); continue; fi
+            vol=$(node_volume "$n" "$T/local/scratch/$id")
+            if [ -z "$vol" ]; then bad "$n: no registered volume mounted for job $id in the node's namespace"; vols+=(""); continue; fi
             vols+=("$vol")
             [ -n "$(key_serial "$vol")" ] || bad "$n: no key in the keyring for volume $vol"
             k=$(key_digest "$vol" || true)
@@ -540,9 +559,12 @@ test_a() {   # test_a CASE-NAME
             local m
             for m in "${NODES[@]}"; do
                 [ "$m" = "$n" ] && continue
-                [ "$(node_mount_source "$m" "$T/local/scratch/$id")" = "scratchcrypt:$vol" ] && bad "$n's volume $vol is mounted in $m's namespace too"
+                [ "$(node_volume "$m" "$T/local/scratch/$id")" = "$vol" ] && bad "$n's volume $vol is mounted in $m's namespace too"
             done
-            [ -n "${LAYOUT_EXPECT:-}" ] && ! grep -q "^layout = $LAYOUT_EXPECT\$" <<<"$("$SC" config --config "$T/node/$n/scratchcrypt.conf")" && bad "$n: config does not say layout $LAYOUT_EXPECT"
+            case "${LAYOUT_EXPECT:-}" in
+                block) grep -q '"layout": *"block"' "$T/node/$n/run/$vol.json" || bad "$n: volume $vol is not a block-layout volume: $(cat "$T/node/$n/run/$vol.json")" ;;
+                files) grep -q '"layout": *"block"' "$T/node/$n/run/$vol.json" && bad "$n: volume $vol is a block-layout volume, files asked for" ;;
+            esac
         done
         if grep -rqs "$MARKER" "$T/node"/*/backing; then bad "the plaintext marker is visible in a backing_root"; fi
         [ "$(printf '%s\n' "${vols[@]}" | sort -u | grep -c .)" = 3 ] || bad "volume ids not distinct across the nodes: ${vols[*]}"
@@ -577,11 +599,11 @@ me=$(id -un); h=$(hostname); p=$TESTJOBS/b.$me.$h; o=$TESTJOBS/b.$OTHER_USER.$h
     ls "$op" >/dev/null 2>&1 && echo LEAK_LIST
     (echo x >"$op/intruder") 2>/dev/null && echo LEAK_WRITE
     [ "$(cat "$SCRATCH/secret")" = "secret of $me on $h" ] && echo OWN_OK
-    [ "$(ls -A "$SCRATCH")" = secret ] && echo ONLY_OWN_FILES
+    [ "$(ls -A "$SCRATCH" | grep -vx lost+found)" = secret ] && echo ONLY_OWN_FILES
 } >"$p.res.tmp" 2>&1
 mv "$p.res.tmp" "$p.res"
 touch "$p.done"
-for _ in $(seq 1 300); do [ -e "$o.done" ] && break; sleep 0.2; done
+for _ in $(seq 1 300); do [ -e "$o.done" ] && [ -e "$TESTJOBS/b.go" ] && break; sleep 0.2; done
 EOF
     chmod 0755 "$J/b-task.sh"
     printf '#!/bin/bash\nsrun -N3 --ntasks-per-node=1 "$TESTJOBS/b-task.sh"\n' >"$J/b.sh"
@@ -593,9 +615,10 @@ EOF
     for n in "${NODES[@]}"; do wait_file "$J/b.$USER1.$n.path" 60; wait_file "$J/b.$USER2.$n.path" 60; done
     local v1=() v2=()
     for n in "${NODES[@]}"; do
-        v1+=("$(node_mount_source "$n" "$T/local/scratch/$id1")")
-        v2+=("$(node_mount_source "$n" "$T/local/scratch/$id2")")
+        v1+=("$(node_volume "$n" "$T/local/scratch/$id1")")
+        v2+=("$(node_volume "$n" "$T/local/scratch/$id2")")
     done
+    touch "$J/b.go"   # the tasks stay until the volumes have been looked at
     st=$(wait_job_end "$id1") || true
     [[ "$st" =~ $JOB_OK_RE ]] || bad "job $id1 state $st"
     st=$(wait_job_end "$id2") || true
@@ -614,8 +637,8 @@ EOF
             grep -qx OWN_OK <<<"$r" || bad "$n: $u could not read its own file"
             grep -qx ONLY_OWN_FILES <<<"$r" || bad "$n: $u's scratch holds more than its own file"
         done
-        check_node_wiped "$n" "$id1" "${v1[$j]#scratchcrypt:}"
-        check_node_wiped "$n" "$id2" "${v2[$j]#scratchcrypt:}"
+        check_node_wiped "$n" "$id1" "${v1[$j]}"
+        check_node_wiped "$n" "$id2" "${v2[$j]}"
         j=$((j + 1))
     done
     verdict b "two -N3 jobs of $USER1 and $USER2 overlap on the same nodes; on each node each sees only its own volume; all wiped"
@@ -631,7 +654,7 @@ test_c() {
     scontrol release "$id" >/dev/null 2>&1 || bad "scontrol release $id failed"
     log "c: job $id submitted (its epilog fails on $bad_node)"
     wait_probes c "$id" "${NODES[@]}" || true
-    for n in "${NODES[@]}"; do vol+=("$(node_mount_source "$n" "$T/local/scratch/$id")"); done
+    for n in "${NODES[@]}"; do vol+=("$(node_volume "$n" "$T/local/scratch/$id")"); done
     touch "$J/c.$id.go"
     st=$(wait_job_end "$id") || true
     if wait_drain "$bad_node" 15; then
@@ -644,7 +667,7 @@ test_c() {
         case "$(node_field "$n" State)" in *DRAIN*) bad "$n drained too (Reason=$(node_field "$n" Reason))" ;; esac
     done
     local j=0
-    for n in "${NODES[@]}"; do check_node_wiped "$n" "$id" "${vol[$j]#scratchcrypt:}"; j=$((j + 1)); done
+    for n in "${NODES[@]}"; do check_node_wiped "$n" "$id" "${vol[$j]}"; j=$((j + 1)); done
     # the other two keep taking jobs: a -N2 job runs on exactly them
     id2=$(run_probe_job "$USER2" c2 2) || bad "sbatch of the next job failed"
     if wait_probes c2 "$id2" scn1 scn3; then
@@ -673,8 +696,8 @@ test_d() {
     id=$(run_probe_job "$USER2" d 3 --no-requeue) || { bad "sbatch failed"; verdict d "node crash"; return; }
     log "d: job $id submitted"
     wait_probes d "$id" "${NODES[@]}" || true
-    for n in "${NODES[@]}"; do vol+=("$(node_mount_source "$n" "$T/local/scratch/$id")"); done
-    vvol=${vol[2]#scratchcrypt:}
+    for n in "${NODES[@]}"; do vol+=("$(node_volume "$n" "$T/local/scratch/$id")"); done
+    vvol=${vol[2]}
     ns=$(cat "$T/node/$victim/ns.id")
     daemons=$(our_daemons "$T" "$ns" | tr '\n' ' ')
     [ -n "$vvol" ] && [ -n "$daemons" ] || bad "$victim: no live volume/daemon for job $id before the crash"
@@ -695,8 +718,8 @@ test_d() {
     st=$(wait_job_end "$id" 60) || true
     log "d: job $id ended $st"
     case "$st" in NODE_FAIL|FAILED|CANCELLED*) ;; *) bad "job $id of the crashed node ended '$st', expected NODE_FAIL" ;; esac
-    check_node_wiped scn1 "$id" "${vol[0]#scratchcrypt:}"
-    check_node_wiped scn2 "$id" "${vol[1]#scratchcrypt:}"
+    check_node_wiped scn1 "$id" "${vol[0]}"
+    check_node_wiped scn2 "$id" "${vol[1]}"
     # "reboot": the boot sweep ends what the crash left, then slurmd rejoins
     start_node "$T" "$victim" rebooted
     wait_node_idle "$victim" 60 || bad "$victim did not rejoin idle after its reboot (State=$(node_field "$victim" State) Reason=$(node_field "$victim" Reason))"

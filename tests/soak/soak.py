@@ -195,8 +195,16 @@ class Soak:
             subprocess.run(["useradd", "-M", "-s", "/bin/bash", JOB_USER], check=True)
 
     def our_mounts(self):
+        """Job mounts, and the block layout's image mounts below the registry."""
         with open("/proc/self/mounts") as fh:
-            return [l.split()[1] for l in fh if l.split()[1].startswith(self.mnt + "/")]
+            return [l.split()[1] for l in fh
+                    if l.split()[1].startswith((self.mnt + "/", self.run_dir + "/"))]
+
+    def registry_left(self):
+        """Registry entries, and image mount points of the block layout, left."""
+        images = f"{self.run_dir}/images"
+        left = [f for f in os.listdir(self.run_dir) if f.endswith(".json")]
+        return left + (os.listdir(images) if os.path.isdir(images) else [])
 
     def our_loops(self):
         """Loop devices backed by a file under the soak's directory, but its disk."""
@@ -226,7 +234,8 @@ class Soak:
             except OSError:
                 pass
         for m in self.our_mounts():
-            run([self.bin, "wipe", "--force", "--wait", m], env=self.env, timeout=60)
+            if m.startswith(self.mnt + "/"):
+                run([self.bin, "wipe", "--force", "--wait", m], env=self.env, timeout=60)
         if os.path.isdir(self.backing):
             for e in os.listdir(self.backing):
                 if not e.startswith("."):
@@ -321,8 +330,8 @@ class Soak:
             self.fail(i, f"mount point {path} left")
         if os.listdir(self.backing):
             self.fail(i, f"backing_root holds {os.listdir(self.backing)}")
-        if os.listdir(self.run_dir):
-            self.fail(i, f"registry holds {os.listdir(self.run_dir)}")
+        if self.registry_left():
+            self.fail(i, f"registry holds {self.registry_left()}")
         if self.our_loops():
             self.fail(i, f"loop devices left: {self.our_loops()}")
         if self.our_processes():
