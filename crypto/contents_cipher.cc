@@ -12,30 +12,10 @@ namespace {
 constexpr size_t kXtsKeyBytes = 64;
 constexpr size_t kTailKeyBytes = 32;
 
-constexpr int kTailRounds = 10;
-
 std::array<uint8_t, 16> make_tweak(const FileId& file, uint64_t unit) {
   std::array<uint8_t, 16> tweak = file.bytes;
   for (int i = 0; i < 8; ++i) tweak[i] ^= static_cast<uint8_t>(unit >> (8 * i));
   return tweak;
-}
-
-// The Feistel round function: the first 8 bytes of
-// BLAKE2b-128(key = tail subkey, tweak || round || length || BE64(half)),
-// big-endian, cut to `bits`.
-uint64_t tail_round(const SecureBuffer& key, const std::array<uint8_t, 16>& tweak, int round,
-                    size_t length, uint64_t half, unsigned bits) {
-  uint8_t message[16 + 2 + 8];
-  std::memcpy(message, tweak.data(), 16);
-  message[16] = static_cast<uint8_t>(round);
-  message[17] = static_cast<uint8_t>(length);
-  for (int i = 0; i < 8; ++i) message[18 + i] = static_cast<uint8_t>(half >> (56 - 8 * i));
-  uint8_t digest[16];
-  crypto_generichash(digest, sizeof digest, message, sizeof message, key.data(), key.size());
-  uint64_t value = 0;
-  for (int i = 0; i < 8; ++i) value = value << 8 | digest[i];
-  sodium_memzero(digest, sizeof digest);
-  return value & ((uint64_t{1} << bits) - 1);
 }
 
 // Keys a fresh context. The key schedule is copied into OpenSSL's context, so
@@ -84,13 +64,15 @@ ContentsCipher::ContentsCipher(const VolumeKey& key)
 ContentsCipher::ContentsCipher(std::shared_ptr<const SecureBuffer> xts_key,
                                std::shared_ptr<const SecureBuffer> tail_key)
     : xts_(fetch_cipher("AES-256-XTS")),
+      ecb_(fetch_cipher("AES-256-ECB")),
       encrypt_pool_([this, xts_key] { return keyed_context(xts_.get(), *xts_key, 1); }),
       decrypt_pool_([this, xts_key] { return keyed_context(xts_.get(), *xts_key, 0); }),
-      tail_key_(std::move(tail_key)) {
+      tail_pool_([this, tail_key] { return keyed_context(ecb_.get(), *tail_key, 1); }) {
   // Key one context of each kind now, so that a bad key (for instance equal
   // XTS halves, which OpenSSL refuses) fails at mount and not on first I/O.
   { auto probe = encrypt_pool_.lease(); }
   { auto probe = decrypt_pool_.lease(); }
+  { auto probe = tail_pool_.lease(); }
 }
 
 std::unique_ptr<ContentsCipher> ContentsCipher::for_testing(
@@ -129,7 +111,7 @@ void ContentsCipher::crypt(bool encrypting, const FileId& file, uint64_t first_u
     const auto tweak = make_tweak(file, unit);
 
     if (length < kXtsMinBytes) {
-      crypt_short_tail(encrypting, tweak, src, dst, length);
+      crypt_short_tail(tweak, src, dst, length);
       continue;
     }
     if (!encrypting && is_all_zero(src, length)) {
@@ -146,33 +128,19 @@ void ContentsCipher::crypt(bool encrypting, const FileId& file, uint64_t first_u
   }
 }
 
-// A balanced Feistel network over the 8*length bits of the tail (halves of
-// 4*length <= 60 bits): a permutation for each (tweak, length).
-void ContentsCipher::crypt_short_tail(bool encrypting, const std::array<uint8_t, 16>& tweak,
-                                      const uint8_t* in, uint8_t* out, size_t length) {
-  const unsigned bits = static_cast<unsigned>(4 * length);
-  const uint64_t mask = (uint64_t{1} << bits) - 1;
-  unsigned __int128 whole = 0;  // up to 120 bits
-  for (size_t i = 0; i < length; ++i) whole = whole << 8 | in[i];
-  uint64_t a = static_cast<uint64_t>(whole >> bits), b = static_cast<uint64_t>(whole) & mask;
-  if (encrypting) {
-    for (int r = 0; r < kTailRounds; ++r) {
-      const uint64_t next = a ^ tail_round(*tail_key_, tweak, r, length, b, bits);
-      a = b;
-      b = next;
-    }
-  } else {
-    for (int r = kTailRounds - 1; r >= 0; --r) {
-      const uint64_t prev = b ^ tail_round(*tail_key_, tweak, r, length, a, bits);
-      b = a;
-      a = prev;
-    }
+// XOR with AES-256-ECB(tail subkey, tweak): its own inverse. A key stream
+// fixed per (file, unit); docs/FORMAT.md section 4.1 says why, and what it
+// leaks.
+void ContentsCipher::crypt_short_tail(const std::array<uint8_t, 16>& tweak, const uint8_t* in,
+                                      uint8_t* out, size_t length) {
+  auto lease = tail_pool_.lease();
+  uint8_t stream[16];
+  int written = 0;
+  if (EVP_CipherUpdate(lease.get(), stream, &written, tweak.data(), 16) != 1 || written != 16) {
+    throw_openssl_error("AES failed on a short tail");
   }
-  whole = static_cast<unsigned __int128>(a) << bits | b;
-  for (size_t i = length; i-- > 0;) {
-    out[i] = static_cast<uint8_t>(whole);
-    whole >>= 8;
-  }
+  for (size_t i = 0; i < length; ++i) out[i] = in[i] ^ stream[i];
+  sodium_memzero(stream, sizeof stream);
 }
 
 }  // namespace scratchcrypt

@@ -11,11 +11,11 @@
 //  * A unit of 16 bytes or more (the last one may be any length) is
 //    AES-256-XTS with the "contents" subkey; tails not a multiple of 16 use
 //    XTS ciphertext stealing.
-//  * A last unit of 1..15 bytes, too short for XTS, is enciphered with a
-//    10-round Feistel network over its bits, keyed BLAKE2b of (tail subkey,
-//    tweak, round, length, half) as round function: a deterministic
-//    permutation, so two versions of a tail show only whether they are
-//    equal, as XTS does for a block (never a key stream used twice).
+//  * A last unit of 1..15 bytes, too short for XTS, is XORed with
+//    AES-256-ECB(tail subkey, tweak): a key stream fixed per (file, unit).
+//    Neither OpenSSL nor libsodium offers a cipher for fewer than 16 bytes,
+//    and we write no primitive ourselves; docs/FORMAT.md 4.1 says what this
+//    leaks (the XOR of two versions of such a tail).
 //  * A stored unit of 16 bytes or more that is all zeros is a hole and reads
 //    as zeros, so sparse backing files stay sparse.
 #pragma once
@@ -71,13 +71,14 @@ class ContentsCipher {
                  std::shared_ptr<const SecureBuffer> tail_key);
   void crypt(bool encrypting, const FileId& file, uint64_t first_unit,
              std::span<const uint8_t> in, std::span<uint8_t> out);
-  void crypt_short_tail(bool encrypting, const std::array<uint8_t, 16>& tweak,
-                        const uint8_t* in, uint8_t* out, size_t length);
+  void crypt_short_tail(const std::array<uint8_t, 16>& tweak, const uint8_t* in, uint8_t* out,
+                        size_t length);
 
   EvpCipher xts_;
+  EvpCipher ecb_;
   CipherPool encrypt_pool_;
   CipherPool decrypt_pool_;
-  std::shared_ptr<const SecureBuffer> tail_key_;
+  CipherPool tail_pool_;
 };
 
 }  // namespace scratchcrypt

@@ -119,33 +119,6 @@ def unit_tweak(file_id, unit):
     return _xor(file_id, unit.to_bytes(8, "little") + bytes(8))
 
 
-TAIL_ROUNDS = 10
-
-
-def _tail_round(tail_key, tweak, rnd, length, half, bits):
-    """F = first 8 bytes, big-endian, of BLAKE2b-128(key = tail subkey,
-    tweak || round || length || BE64(half)), cut to `bits` bits."""
-    msg = tweak + bytes([rnd, length]) + half.to_bytes(8, "big")
-    digest = hashlib.blake2b(msg, digest_size=16, key=tail_key).digest()
-    return int.from_bytes(digest[:8], "big") & ((1 << bits) - 1)
-
-
-def short_tail(tail_key, tweak, chunk, encrypt):
-    """A 1..15-byte unit: 10 Feistel rounds over its 8*len bits, big-endian,
-    halves of 4*len bits: (A, B) -> (B, A xor F_r(B)) for r = 0..9."""
-    n = len(chunk)
-    bits = 4 * n
-    whole = int.from_bytes(chunk, "big")
-    a, b = whole >> bits, whole & ((1 << bits) - 1)
-    if encrypt:
-        for r in range(TAIL_ROUNDS):
-            a, b = b, a ^ _tail_round(tail_key, tweak, r, n, b, bits)
-    else:
-        for r in reversed(range(TAIL_ROUNDS)):
-            a, b = b ^ _tail_round(tail_key, tweak, r, n, a, bits), a
-    return ((a << bits) | b).to_bytes(n, "big")
-
-
 def _crypt_file(key, file_id, data, encrypt):
     xts_key = derive(key, "contents", 64)
     tail_key = derive(key, "tail", 32)
@@ -153,8 +126,8 @@ def _crypt_file(key, file_id, data, encrypt):
     for unit, off in enumerate(range(0, len(data), DATA_UNIT)):
         chunk = data[off:off + DATA_UNIT]
         tweak = unit_tweak(file_id, unit)
-        if len(chunk) < 16:        # short tail: the Feistel permutation
-            out += short_tail(tail_key, tweak, chunk, encrypt)
+        if len(chunk) < 16:        # short tail: XOR with AES-256-ECB(tail key, tweak)
+            out += _xor(chunk, _ecb(tail_key, tweak)[:len(chunk)])
         elif not encrypt and chunk.count(0) == len(chunk):
             out += chunk           # a hole: stored zeros read as zeros
         else:

@@ -8,7 +8,6 @@
 #include <cstring>
 #include <random>
 #include <string>
-#include <set>
 #include <vector>
 
 namespace scratchcrypt {
@@ -412,35 +411,33 @@ TEST(ContentsCipher, ShortTailsDifferBetweenFilesAndUnits) {
   }
 }
 
-// Format 2's short-tail rule is a permutation per (file, unit, length), not
-// a key stream: the XOR of two ciphertexts is not the XOR of their
-// plaintexts (v1 leaked exactly that), and every value maps to a distinct
-// one. (Its exact bytes are the worked example's, checked independently.)
-TEST(ContentsCipher, ShortTailIsAPermutationNotAKeyStream) {
-  ContentsCipher engine(test_key());
-  const FileId file = file_id(0x33);
-  std::set<uint16_t> seen;
-  for (unsigned a = 0; a < 256; ++a) {
-    for (unsigned b : {0u, 1u, 0x80u, 0xffu}) {
-      const std::vector<uint8_t> plain = {static_cast<uint8_t>(a), static_cast<uint8_t>(b)};
-      std::vector<uint8_t> out(2), back(2);
-      engine.encrypt(file, 5, plain, out);
-      EXPECT_TRUE(seen.insert(static_cast<uint16_t>(out[0] << 8 | out[1])).second) << a << " " << b;
-      engine.decrypt(file, 5, out, back);
-      EXPECT_EQ(back, plain);
-    }
+// The documented short-tail rule: tail XOR AES-256-ECB(tail key, tweak), with
+// format 2's tweak (file id XOR LE64(unit)), computed here with OpenSSL
+// directly.
+TEST(ContentsCipher, ShortTailIsXorWithEcbOfTweak) {
+  std::vector<uint8_t> tail_key(32);
+  for (size_t i = 0; i < 32; ++i) tail_key[i] = static_cast<uint8_t>(0x80 + i);
+  auto engine = ContentsCipher::for_testing(vector_key(), tail_key);
+  FileId file;
+  for (size_t i = 0; i < 16; ++i) file.bytes[i] = static_cast<uint8_t>(i + 1);
+  const uint64_t unit = 0x0102030405060708ULL;
+  uint8_t tweak[16];
+  std::memcpy(tweak, file.bytes.data(), 16);
+  for (int i = 0; i < 8; ++i) tweak[i] ^= static_cast<uint8_t>(unit >> (8 * i));
+  uint8_t stream[16];
+  int n = 0;
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  ASSERT_EQ(1, EVP_EncryptInit_ex(ctx, EVP_aes_256_ecb(), nullptr, tail_key.data(), nullptr));
+  ASSERT_EQ(1, EVP_EncryptUpdate(ctx, stream, &n, tweak, 16));
+  EVP_CIPHER_CTX_free(ctx);
+  for (size_t len = 1; len < kXtsMinBytes; ++len) {
+    const auto plain = pattern(len);
+    std::vector<uint8_t> out(len), back(len);
+    engine->encrypt(file, unit, plain, out);
+    for (size_t i = 0; i < len; ++i) EXPECT_EQ(out[i], plain[i] ^ stream[i]) << len << " " << i;
+    engine->decrypt(file, unit, out, back);
+    EXPECT_EQ(back, plain);
   }
-  int keystream_like = 0;
-  for (size_t n = 1; n < kXtsMinBytes; ++n) {
-    const auto p1 = pattern(n, 1), p2 = pattern(n, 2);
-    std::vector<uint8_t> c1(n), c2(n);
-    engine.encrypt(file, 9, p1, c1);
-    engine.encrypt(file, 9, p2, c2);
-    bool same = true;
-    for (size_t i = 0; i < n; ++i) same = same && (c1[i] ^ c2[i]) == (p1[i] ^ p2[i]);
-    keystream_like += same;
-  }
-  EXPECT_EQ(0, keystream_like) << "ciphertext XOR equals plaintext XOR: a reused key stream";
 }
 
 // A short tail is the last unit of a multi-unit call too.
