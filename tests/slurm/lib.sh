@@ -1,11 +1,24 @@
 # Shared by the Slurm integration tests (run_slurm_test.sh: one node;
 # run_multinode_test.sh: a cluster of namespaced nodes). Sourced, not run.
 #
-# The caller sets before sourcing: START_TIME, TMP_BASE, MARK_VAR (the environment
-# variable that marks every process a run starts), JOB_TIMEOUT; and, before using
-# the job helpers: T (the run's directory), CONF (slurm.conf), J (the jobs directory),
-# SUBMIT_DEFAULTS (an array of sbatch options every submit gets).
+# The caller sets HERE (its directory) before sourcing; MARK_VAR (the environment
+# variable that marks every process a run starts) before using the process helpers;
+# and, before using the job helpers: T (the run's directory), CONF (slurm.conf),
+# J (the jobs directory), SUBMIT_DEFAULTS (an array of sbatch options every submit
+# gets).
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # the settings below are the callers'
+
+REPO=$(cd "$HERE/../.." && pwd)
+PKG=$REPO/packaging/slurm
+SC_SRC_BIN=${SCRATCHCRYPT_BIN:-$REPO/build/scratchcrypt}
+USER1=scjob1
+USER2=scjob2
+TMP_BASE=/tmp
+JOB_TIMEOUT=90          # seconds for one job to finish (incl. epilog)
+START_TIME=$(date +%s)
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C
 
 log()  { printf '[%3ds] %s\n' "$(( $(date +%s) - START_TIME ))" "$*"; }
 die()  { log "FATAL: $*"; echo "FAIL setup: $*"; echo "0 passed, 1 failed"; SETUP_FAILED=1; exit 1; }

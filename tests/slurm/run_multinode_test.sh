@@ -40,25 +40,14 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-PKG=$REPO/packaging/slurm
-SC_SRC_BIN=${SCRATCHCRYPT_BIN:-$REPO/build/scratchcrypt}
-USER1=scjob1
-USER2=scjob2
-TMP_BASE=/tmp
+# shellcheck source=tests/slurm/lib.sh
+. "$HERE/lib.sh"
 DIR_PREFIX=scratchcrypt-mn-test.
 LOCK_FILE=$TMP_BASE/scratchcrypt-mn-test.lock
-JOB_TIMEOUT=90
-START_TIME=$(date +%s)
 NODES=(scn1 scn2 scn3)
 CTLD_ADDR=127.0.0.10
 node_addr() { echo "127.0.0.$(( 10 + ${1#scn} ))"; }
 
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export LC_ALL=C
-
-# shellcheck source=tests/slurm/lib.sh
-. "$HERE/lib.sh"
 SUBMIT_DEFAULTS=()
 MARK_VAR=SCRATCHCRYPT_MN_TEST_DIR
 

@@ -34,22 +34,11 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-PKG=$REPO/packaging/slurm
-SC_SRC_BIN=${SCRATCHCRYPT_BIN:-$REPO/build/scratchcrypt}
-USER1=scjob1
-USER2=scjob2
-TMP_BASE=/tmp
-DIR_PREFIX=scratchcrypt-slurm-test.
-LOCK_FILE=$TMP_BASE/scratchcrypt-slurm-test.lock
-JOB_TIMEOUT=90          # seconds for one job to finish (incl. epilog)
-START_TIME=$(date +%s)
-
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export LC_ALL=C
-
 # shellcheck source=tests/slurm/lib.sh
 . "$HERE/lib.sh"
+DIR_PREFIX=scratchcrypt-slurm-test.
+LOCK_FILE=$TMP_BASE/scratchcrypt-slurm-test.lock
+
 SUBMIT_DEFAULTS=(-n 1)
 
 [ "$(id -u)" -eq 0 ] || { echo "run_slurm_test.sh must run as root" >&2; exit 2; }
