@@ -80,7 +80,7 @@ const fuse_custom_io kChannelIo = {
 }  // namespace
 
 FuseChannel::FuseChannel(const std::string& mountpoint, const std::string& fsname,
-                         int mountpoint_fd)
+                         int mountpoint_fd, bool shared)
     : mountpoint_(mountpoint), fd_(::open("/dev/fuse", O_RDWR | O_CLOEXEC)) {
   if (!fd_.valid()) {
     const int err = errno;
@@ -89,12 +89,12 @@ FuseChannel::FuseChannel(const std::string& mountpoint, const std::string& fsnam
   }
   // The options libfuse's own mount passes (fuse(4)); rootmode is octal.
   char options[128];
-  std::snprintf(options, sizeof options,
-                "fd=%d,rootmode=%o,user_id=0,group_id=0,allow_other,default_permissions",
-                fd_.get(), static_cast<unsigned>(S_IFDIR));
+  std::snprintf(options, sizeof options, "fd=%d,rootmode=%o,user_id=0,group_id=0%s", fd_.get(),
+                static_cast<unsigned>(S_IFDIR), shared ? ",allow_other,default_permissions" : "");
   const std::string target =
       mountpoint_fd >= 0 ? "/proc/self/fd/" + std::to_string(mountpoint_fd) : mountpoint;
-  if (::mount(fsname.c_str(), target.c_str(), "fuse.scratchcrypt", MS_NOSUID | MS_NODEV,
+  const char* type = shared ? "fuse.scratchcrypt" : "fuse.scratchcrypt-image";
+  if (::mount(fsname.c_str(), target.c_str(), type, MS_NOSUID | MS_NODEV | (shared ? 0 : MS_NOEXEC),
               options) != 0) {
     const int err = errno;
     throw Error(errno_text("cannot mount at " + mountpoint + " (is the fuse module loaded "

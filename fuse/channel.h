@@ -27,8 +27,11 @@ class FuseChannel {
   // source `fsname`, allow_other, default_permissions, nosuid and nodev.
   // With `mountpoint_fd` (a descriptor of the directory, e.g. O_PATH), the
   // mount goes onto that very directory, whatever `mountpoint`'s path
-  // resolves to by then. Throws Error with what to check when it fails.
-  FuseChannel(const std::string& mountpoint, const std::string& fsname, int mountpoint_fd = -1);
+  // resolves to by then. A private channel (`shared` false: a block volume's
+  // image) is fuse.scratchcrypt-image, without allow_other: only root, the
+  // mount's owner, may enter it. Throws Error with what to check when it fails.
+  FuseChannel(const std::string& mountpoint, const std::string& fsname, int mountpoint_fd = -1,
+              bool shared = true);
   FuseChannel(const FuseChannel&) = delete;
   FuseChannel& operator=(const FuseChannel&) = delete;
   // Unmounts, unless already unmounted.

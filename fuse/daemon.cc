@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "crypto/keyring.h"
+#include "fuse/block_volume.h"
 #include "fuse/channel.h"
 #include "fuse/error.h"
 #include "fuse/log.h"
@@ -47,12 +48,22 @@ void check_request(const MountRequest& r) {
   }
   if (!S_ISDIR(st.st_mode)) throw Error("backing " + r.backing + " is not a directory", 2);
 
-  if (read_volume_header(r.backing)) {
+  if (auto header = read_volume_header(r.backing)) {
     if (auto holder = volume_lock_holder(r.backing)) {
       throw Error("backing " + r.backing + " is already mounted by daemon pid " +
                   std::to_string(*holder) + "; a backing directory can be mounted only once "
                   "(see `scratchcrypt status`)", 4);
     }
+    if (header->layout == VolumeLayout::kBlock) {
+      throw Error("backing " + r.backing + " holds block-layout volume " + header->id +
+                  ", which cannot be mounted again (--recover is a files-layout feature: a "
+                  "kernel file system cannot move to a new daemon); end it with `scratchcrypt "
+                  "wipe " + r.backing + "`", 4);
+    }
+  }
+  if (r.layout == VolumeLayout::kBlock && r.recover) {
+    throw Error("--recover is a files-layout feature; a block-layout volume is made once and "
+                "ended with `scratchcrypt wipe`", 2);
   }
   const bool dead = is_dead_mount(r.mountpoint);
   if (dead && !r.recover) {
@@ -140,9 +151,24 @@ void report(int fd, int code, const std::string& message) {
   ::close(fd);
 }
 
+// A background daemon's stdio goes nowhere once the caller has its verdict.
+void detach_stdio() {
+  int null = ::open("/dev/null", O_RDWR);
+  ::dup2(null, 0);
+  ::dup2(null, 1);
+  ::dup2(null, 2);
+  if (null > 2) ::close(null);
+}
+
 // Runs in the daemon process. Returns its exit status.
 int serve(const MountRequest& r, int report_fd) {
   harden_process();
+  if (r.layout == VolumeLayout::kBlock) {
+    return serve_block_volume(r, [&](int code, const std::string& message) {
+      report(report_fd, code, message);
+      if (!r.foreground) detach_stdio();
+    });
+  }
   std::optional<Volume> volume;
   std::unique_ptr<fuse_session, FuseSessionDeleter> session;
   std::optional<FuseChannel> channel;  // after the session: unmounts before it closes
@@ -223,13 +249,7 @@ int serve(const MountRequest& r, int report_fd) {
 
   log::info("mounted at " + r.mountpoint + (r.recover ? " (recovered)" : ""));
   report(report_fd, 0, "");
-  if (!r.foreground) {
-    int null = ::open("/dev/null", O_RDWR);
-    ::dup2(null, 0);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    if (null > 2) ::close(null);
-  }
+  if (!r.foreground) detach_stdio();
   fuse_loop_config* config = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(config, 0);
   // Worker threads stay once started: libfuse would otherwise end and

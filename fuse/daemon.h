@@ -31,6 +31,8 @@ struct MountRequest {
   RootOwner owner;         // of the volume root, for a new volume
   FilesystemOptions fs;
   std::string job;         // scheduler job id, for status and wipe records
+  VolumeLayout layout = VolumeLayout::kFiles;
+  std::string kernel_fs = "ext4";  // block layout: ext4 or xfs
 };
 
 // Returns the exit status for the command (0 once mounted). Throws Error for

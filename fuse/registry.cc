@@ -43,6 +43,11 @@ std::string registry_dir() {
   return dir != nullptr && *dir != '\0' ? dir : "/run/scratchcrypt/volumes";
 }
 
+std::string image_mount_root() {
+  const char* dir = std::getenv("SCRATCHCRYPT_RUN_DIR");
+  return dir != nullptr && *dir != '\0' ? std::string(dir) + "/images" : "/run/scratchcrypt/images";
+}
+
 std::string json_escape(const std::string& text) {
   std::string out;
   for (char c : text) {
@@ -72,7 +77,12 @@ void register_volume(const VolumeRecord& r) {
        << "\", \"mountpoint\": \"" << json_escape(r.mountpoint) << "\", \"pid\": " << r.pid
        << ", \"uid\": " << r.uid << ", \"gid\": " << r.gid << ", \"job\": \""
        << json_escape(r.job) << "\", \"size_limit\": " << r.size_limit
-       << ", \"started\": " << r.started << "}\n";
+       << ", \"started\": " << r.started;
+  if (!r.layout.empty()) {
+    json << ", \"layout\": \"" << json_escape(r.layout) << "\", \"loop\": \"" << json_escape(r.loop)
+         << "\", \"image_mount\": \"" << json_escape(r.image_mount) << "\"";
+  }
+  json << "}\n";
   const std::string path = record_path(r.id), tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -108,6 +118,9 @@ std::vector<VolumeRecord> registered_volumes() {
     r.job = json_field(json, "job");
     r.size_limit = std::strtoull(json_field(json, "size_limit").c_str(), nullptr, 10);
     r.started = std::strtoll(json_field(json, "started").c_str(), nullptr, 10);
+    r.layout = json_field(json, "layout");
+    r.loop = json_field(json, "loop");
+    r.image_mount = json_field(json, "image_mount");
     out.push_back(std::move(r));
   }
   ::closedir(dir);

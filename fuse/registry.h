@@ -22,10 +22,18 @@ struct VolumeRecord {
   std::string job;       // scheduler job id, if any
   uint64_t size_limit = 0;
   int64_t started = 0;   // unix seconds
+  // Block layout (empty for the files layout): the loop device and the
+  // private mount point of the daemon's image file system.
+  std::string layout;    // "block", or "" = files
+  std::string loop;      // "/dev/loopN"
+  std::string image_mount;
 };
 
 // The registry directory; SCRATCHCRYPT_RUN_DIR overrides it (for tests).
 std::string registry_dir();
+// Where block-layout daemons mount their image file systems: a root-only
+// directory, /run/scratchcrypt/images, or $SCRATCHCRYPT_RUN_DIR/images.
+std::string image_mount_root();
 
 void register_volume(const VolumeRecord& record);
 void unregister_volume(const std::string& id);

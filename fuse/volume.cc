@@ -42,6 +42,7 @@ std::string header_text(const VolumeHeader& header) {
   out << kMagic << "\nid " << header.id << "\nkey-check " << to_hex(header.key_check)
       << "\ndata-unit " << kDataUnitBytes << "\n";
   if (header.size_limit != 0) out << "size-limit " << header.size_limit << "\n";
+  if (header.layout == VolumeLayout::kBlock) out << "layout block\nsize " << header.size << "\n";
   return out.str();
 }
 
@@ -65,6 +66,14 @@ std::optional<VolumeHeader> parse_header(const std::string& text) {
       return std::nullopt;
     } else if (key == "size-limit") {
       header.size_limit = std::strtoull(value.c_str(), nullptr, 10);
+    } else if (key == "layout") {
+      if (value == "block") {
+        header.layout = VolumeLayout::kBlock;
+      } else if (value != "files") {
+        return std::nullopt;  // a layout this version does not know
+      }
+    } else if (key == "size") {
+      header.size = std::strtoull(value.c_str(), nullptr, 10);
     }
   }
   if (!have_id || !have_check) return std::nullopt;
@@ -81,6 +90,10 @@ void undo_create(int root_fd, const struct stat& before, bool made_header) {
 }
 
 }  // namespace
+
+const char* layout_name(VolumeLayout layout) {
+  return layout == VolumeLayout::kBlock ? "block" : "files";
+}
 
 std::optional<VolumeHeader> read_volume_header(const std::string& backing) {
   std::ifstream in(backing + "/" + kHeaderName);
@@ -146,16 +159,40 @@ UniqueFd Volume::lock_header(const std::string& backing, int root_fd, const std:
   return fd;
 }
 
-Volume Volume::create(const std::string& backing, VolumeKey key, const RootOwner& owner) {
+// A new volume's backing must be an empty directory. `again` says what to
+// do with a volume that is already there.
+UniqueFd Volume::open_new_backing(const std::string& backing, const std::string& again) {
   UniqueFd root = open_backing_dir(backing);
   if (read_volume_header(backing)) {
-    throw Error("backing " + backing + " already holds a scratchcrypt volume; wipe it "
-                "(scratchcrypt wipe " + backing + ") or remount it with --recover", 4);
+    throw Error("backing " + backing + " already holds a scratchcrypt volume; " + again, 4);
   }
   if (!directory_is_empty(backing)) {
     throw Error("backing " + backing + " is not empty and is not a scratchcrypt volume; "
                 "refusing to touch it: give an empty directory", 4);
   }
+  return root;
+}
+
+// Gives `header` a fresh id and writes it to BACKING (O_EXCL, synced);
+// *made turns true once the file exists.
+void Volume::write_new_header(const std::string& backing, int root_fd, VolumeHeader& header,
+                              bool* made) {
+  uint8_t id_bytes[16];
+  randombytes_buf(id_bytes, sizeof id_bytes);
+  header.id = to_hex(id_bytes);
+  UniqueFd fd(::openat(root_fd, kHeaderName, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd.valid()) throw Error(errno_text("cannot create the volume header in " + backing, errno));
+  *made = true;
+  const std::string text = header_text(header);
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+      ::fsync(fd.get()) != 0) {
+    throw Error(errno_text("cannot write the volume header in " + backing, errno));
+  }
+}
+
+Volume Volume::create(const std::string& backing, VolumeKey key, const RootOwner& owner) {
+  UniqueFd root = open_new_backing(backing, "wipe it (scratchcrypt wipe " + backing +
+                                                ") or remount it with --recover");
   struct stat before;
   if (::fstat(root.get(), &before) != 0) throw Error(errno_text("cannot stat " + backing, errno));
   bool made_header = false;
@@ -176,22 +213,9 @@ Volume Volume::create(const std::string& backing, VolumeKey key, const RootOwner
         ::fchmod(root.get(), owner.mode & 07777) != 0) {
       throw Error(errno_text("cannot set the owner and mode of " + backing, errno));
     }
-
-    uint8_t id_bytes[16];
-    randombytes_buf(id_bytes, sizeof id_bytes);
     VolumeHeader header;
-    header.id = to_hex(id_bytes);
     header.key_check = key.check_value();
-    {
-      UniqueFd fd(::openat(root.get(), kHeaderName, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-      if (!fd.valid()) throw Error(errno_text("cannot create the volume header in " + backing, errno));
-      made_header = true;
-      const std::string text = header_text(header);
-      if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
-          ::fsync(fd.get()) != 0) {
-        throw Error(errno_text("cannot write the volume header in " + backing, errno));
-      }
-    }
+    write_new_header(backing, root.get(), header, &made_header);
     UniqueFd header_fd = lock_header(backing, root.get(), header.id);
     Volume volume(backing, std::move(root), std::move(header_fd), std::move(header), std::move(key));
     volume.created_from_ = before;
@@ -207,6 +231,24 @@ void Volume::discard() {
   undo_create(root_.get(), *created_from_, true);
   header_fd_.reset();  // and its lock
   created_from_.reset();
+}
+
+Volume Volume::create_block(const std::string& backing, VolumeKey key, uint64_t size) {
+  UniqueFd root = open_new_backing(backing, "a block-layout volume cannot be mounted again: "
+                                            "wipe it (scratchcrypt wipe " + backing + ")");
+  VolumeHeader header;
+  header.key_check = key.check_value();
+  header.layout = VolumeLayout::kBlock;
+  header.size = size;
+  bool made_header = false;
+  try {
+    write_new_header(backing, root.get(), header, &made_header);
+    UniqueFd header_fd = lock_header(backing, root.get(), header.id);
+    return Volume(backing, std::move(root), std::move(header_fd), std::move(header), std::move(key));
+  } catch (...) {
+    if (made_header) ::unlinkat(root.get(), kHeaderName, 0);
+    throw;
+  }
 }
 
 Volume Volume::open(const std::string& backing, VolumeKey key) {

@@ -26,12 +26,19 @@ inline constexpr const char* kIdXattr = "user.scratchcrypt.id";
 
 // The on-disk format this version makes and serves (docs/FORMAT.md).
 inline constexpr int kFormatVersion = 2;
+// How a volume stores its data (docs/FORMAT.md): `files` mirrors the tree
+// as encrypted backing files; `block` keeps one encrypted image file that a
+// loop device and a kernel file system sit on.
+enum class VolumeLayout { kFiles, kBlock };
+const char* layout_name(VolumeLayout layout);
 
 struct VolumeHeader {
   int format = kFormatVersion;  // 1 = older volumes: recognized (wipe, sweep), not served
   std::string id;  // 32 hex digits
   std::array<uint8_t, kKeyCheckBytes> key_check{};
   uint64_t size_limit = 0;  // bytes; 0 = none. Kept here so a remount keeps it.
+  VolumeLayout layout = VolumeLayout::kFiles;
+  uint64_t size = 0;  // block layout: the image size in bytes
 };
 
 // The header of BACKING, or nullopt when BACKING is not a volume.
@@ -50,6 +57,9 @@ class Volume {
  public:
   // Makes a new volume in BACKING, which must be an empty directory.
   static Volume create(const std::string& backing, VolumeKey key, const RootOwner& owner);
+  // Makes a new block-layout volume of `size` bytes in BACKING, which must be
+  // an empty directory: the header only (the image is ImageStore's).
+  static Volume create_block(const std::string& backing, VolumeKey key, uint64_t size);
   // Opens the existing volume in BACKING with its key (which must match).
   static Volume open(const std::string& backing, VolumeKey key);
 
@@ -65,6 +75,7 @@ class Volume {
   // Records the volume's size limit in its header (rewritten in place and
   // synced), for the next mount of the volume.
   void set_size_limit(uint64_t limit);
+  const VolumeHeader& header() const { return header_; }
   const std::string& backing() const { return backing_; }
   int root_fd() const { return root_.get(); }
   const VolumeKey& key() const { return key_; }
@@ -75,6 +86,9 @@ class Volume {
   Volume(std::string backing, UniqueFd root, UniqueFd header_fd, VolumeHeader header,
          VolumeKey key);
   static UniqueFd open_backing_dir(const std::string& backing);
+  static UniqueFd open_new_backing(const std::string& backing, const std::string& again);
+  static void write_new_header(const std::string& backing, int root_fd, VolumeHeader& header,
+                               bool* made);
   static UniqueFd lock_header(const std::string& backing, int root_fd, const std::string& id);
 
   std::string backing_;

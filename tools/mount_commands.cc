@@ -11,6 +11,7 @@
 #include "fuse/error.h"
 #include "fuse/mounts.h"
 #include "fuse/registry.h"
+#include "tools/block_teardown.h"
 #include "tools/commands.h"
 #include "tools/holders.h"
 #include "tools/walk_tree.h"
@@ -35,6 +36,11 @@ const cli::Command kMountCommand = {
         {"gid", "GROUP", "group of a new volume's root directory (default: root)"},
         {"mode", "MODE", "mode of a new volume's root directory (default: 0700)"},
         {"size-limit", "SIZE", "most bytes the volume may hold, e.g. 50G (default: none; kept when remounted)"},
+        {"size-limit", "SIZE", "most bytes the volume may hold, e.g. 50G (default: none; "
+                               "block layout: its exact size, default all free space)"},
+        {"layout", "LAYOUT", "block (a kernel file system on an encrypted image) or files "
+                             "(default: files)"},
+        {"fs", "TYPE", "block layout: ext4 (default) or xfs"},
         {"job", "ID", "scheduler job id, recorded in status and wipe records"},
         {"writeback-cache", "", "let the kernel cache writes (faster; ENOSPC shows at close)"},
         {"f", "", "stay in the foreground, log to stderr"},
@@ -90,6 +96,22 @@ int run_mount(const cli::Args& args) {
   request.fs.writeback_cache = args.has("writeback-cache");
   if (read_volume_header(request.backing)) request.fs.used_at_start = file_bytes(request.backing);
   request.job = args.get("job");
+  const std::string layout = args.get("layout", "files");
+  if (layout != "files" && layout != "block") {
+    throw Error("--layout must be block or files (got '" + layout + "')", 2);
+  }
+  request.layout = layout == "block" ? VolumeLayout::kBlock : VolumeLayout::kFiles;
+  request.kernel_fs = args.get("fs", "ext4");
+  if (args.has("fs") && request.layout != VolumeLayout::kBlock) {
+    throw Error("--fs chooses the block layout's file system; add --layout block", 2);
+  }
+  if (request.kernel_fs != "ext4" && request.kernel_fs != "xfs") {
+    throw Error("--fs must be ext4 or xfs (got '" + request.kernel_fs + "')", 2);
+  }
+  if (request.layout == VolumeLayout::kBlock && request.fs.writeback_cache) {
+    throw Error("--writeback-cache is a files-layout option (the block layout's kernel file "
+                "system has its own page cache)", 2);
+  }
   request.foreground = args.has("f");
   request.debug = args.has("debug");
   return mount_volume(request);
@@ -111,6 +133,13 @@ void unmount_volume(const std::string& mountpoint) {
 int run_umount(const cli::Args& args) {
   const std::string mountpoint = absolute_path(args.positional()[0]);
   auto mount = mount_at(mountpoint);
+  if (auto record = find_volume(mountpoint); record && record->layout == "block" && mount) {
+    const BlockParts parts = find_block_parts(record->id, &*record);
+    if (parts.mountpoint == mountpoint) {
+      unmount_block_volume(parts);
+      return 0;
+    }
+  }
   if (!mount || mount->fstype != "fuse.scratchcrypt") {
     throw Error(mountpoint + " is not a mounted scratchcrypt volume (see `scratchcrypt status`)", 4);
   }

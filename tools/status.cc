@@ -12,6 +12,7 @@
 #include "fuse/mounts.h"
 #include "fuse/registry.h"
 #include "fuse/volume.h"
+#include "tools/block_teardown.h"
 #include "tools/holders.h"
 #include "tools/walk_tree.h"
 
@@ -43,9 +44,13 @@ std::vector<VolumeStatus> volume_statuses(const Config& config) {
     out.push_back(std::move(v));
   };
   for (const auto& r : registered_volumes()) {
-    VolumeStatus v{r.id, r.mountpoint, r.backing, r.uid, r.job, r.pid, "", 0, r.size_limit};
-    auto mount = mount_at(r.mountpoint);
-    if (!mount || mount->source != "scratchcrypt:" + r.id) v.mountpoint.clear();
+    VolumeStatus v{r.id, r.mountpoint, r.backing, r.uid, r.job, r.pid, "", 0, r.size_limit,
+                   r.layout.empty() ? "files" : r.layout};
+    if (v.layout == "block") {
+      v.mountpoint = find_block_parts(r.id, &r).mountpoint;
+    } else if (auto mount = mount_at(r.mountpoint); !mount || mount->source != "scratchcrypt:" + r.id) {
+      v.mountpoint.clear();
+    }
     v.health = health_of(v.mountpoint, v.pid);
     add(std::move(v));
   }
@@ -63,8 +68,14 @@ std::vector<VolumeStatus> volume_statuses(const Config& config) {
       v.id = header->id;
       v.backing = path;
       v.pid = volume_lock_holder(path).value_or(0);
-      for (const auto& m : list_mounts()) {
-        if (m.source == "scratchcrypt:" + v.id) v.mountpoint = m.mountpoint;
+      v.layout = layout_name(header->layout);
+      v.size_limit = header->size;
+      if (header->layout == VolumeLayout::kBlock) {
+        v.mountpoint = find_block_parts(v.id, nullptr).mountpoint;
+      } else {
+        for (const auto& m : list_mounts()) {
+          if (m.source == "scratchcrypt:" + v.id) v.mountpoint = m.mountpoint;
+        }
       }
       v.health = health_of(v.mountpoint, v.pid);
       add(std::move(v));
@@ -82,7 +93,7 @@ std::string status_json(const std::vector<VolumeStatus>& volumes) {
     out << (i ? ", " : "") << "{\"id\": \"" << v.id << "\", \"mountpoint\": \""
         << json_escape(v.mountpoint) << "\", \"backing\": \"" << json_escape(v.backing)
         << "\", \"uid\": " << v.uid << ", \"job\": \"" << json_escape(v.job)
-        << "\", \"pid\": " << v.pid << ", \"health\": \"" << v.health
+        << "\", \"pid\": " << v.pid << ", \"layout\": \"" << v.layout << "\", \"health\": \"" << v.health
         << "\", \"used_bytes\": " << v.used_bytes << ", \"size_limit\": " << v.size_limit << "}";
   }
   out << "]}\n";
@@ -93,12 +104,12 @@ std::string status_table(const std::vector<VolumeStatus>& volumes) {
   if (volumes.empty()) return "no scratchcrypt volumes on this node\n";
   std::ostringstream out;
   char line[512];
-  std::snprintf(line, sizeof line, "%-10s %-9s %-8s %-7s %-10s %12s  %s\n", "VOLUME", "HEALTH",
-                "JOB", "UID", "PID", "USED", "MOUNTPOINT");
+  std::snprintf(line, sizeof line, "%-10s %-6s %-9s %-8s %-7s %-10s %12s  %s\n", "VOLUME", "LAYOUT",
+                "HEALTH", "JOB", "UID", "PID", "USED", "MOUNTPOINT");
   out << line;
   for (const auto& v : volumes) {
-    std::snprintf(line, sizeof line, "%-10s %-9s %-8s %-7u %-10d %12llu  %s\n",
-                  v.id.substr(0, 8).c_str(), v.health.c_str(), v.job.empty() ? "-" : v.job.c_str(),
+    std::snprintf(line, sizeof line, "%-10s %-6s %-9s %-8s %-7u %-10d %12llu  %s\n",
+                  v.id.substr(0, 8).c_str(), v.layout.c_str(), v.health.c_str(), v.job.empty() ? "-" : v.job.c_str(),
                   v.uid, v.pid, static_cast<unsigned long long>(v.used_bytes),
                   v.mountpoint.empty() ? "-" : v.mountpoint.c_str());
     out << line;

@@ -22,7 +22,8 @@ struct VolumeStatus {
   // wipe); unmounted: stored but not mounted (key kept for --recover).
   std::string health;
   uint64_t used_bytes = 0;  // backing blocks in use
-  uint64_t size_limit = 0;
+  uint64_t size_limit = 0;  // block layout: the volume's exact size
+  std::string layout = "files";
 };
 
 std::vector<VolumeStatus> volume_statuses(const Config& config);

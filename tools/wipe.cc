@@ -28,6 +28,8 @@
 #include "fuse/registry.h"
 #include "fuse/volume.h"
 #include "tools/health.h"
+#include "fuse/loop_device.h"
+#include "tools/block_teardown.h"
 #include "tools/holders.h"
 #include "tools/metrics.h"
 #include "fuse/unique_fd.h"
@@ -49,6 +51,8 @@ struct Target {
   pid_t pid = 0;
   std::string job;
   uid_t uid = 0;
+  bool block = false;  // block layout: the mount is a kernel file system on a loop device
+  std::optional<VolumeRecord> record;
 };
 
 bool is_under(const std::string& path, const std::string& root) {
@@ -67,6 +71,15 @@ std::optional<std::string> mount_of_volume(const std::string& id) {
     if (m.fstype == "fuse.scratchcrypt" && m.source == "scratchcrypt:" + id) found = m.mountpoint;
   }
   return found;
+}
+
+// The id of the block-layout volume whose file system is mounted at `path`.
+std::optional<std::string> block_volume_mounted_at(const std::string& path) {
+  auto mount = mount_at(path);
+  if (!mount || mount->source.rfind("/dev/loop", 0) != 0) return std::nullopt;
+  const std::string label = loop_label(mount->source);
+  if (label.rfind("scratchcrypt:", 0) != 0) return std::nullopt;
+  return label.substr(std::strlen("scratchcrypt:"));
 }
 
 // A backing directory under backing_root holding volume `id`.
@@ -107,6 +120,8 @@ Target resolve(const Config& config, const std::string& given) {
   std::string id;
   if (is_volume_id(given) && (record_of(given) || mount_of_volume(given) || find_backing(config, given))) {
     id = given;
+  } else if (auto block_id = block_volume_mounted_at(path)) {
+    id = *block_id;
   } else if (auto mount = mount_at(path); mount && mount->fstype == "fuse.scratchcrypt") {
     id = mount->source.substr(mount->source.find(':') + 1);
   } else if (auto header = read_volume_header(path)) {
@@ -121,22 +136,30 @@ Target resolve(const Config& config, const std::string& given) {
   t.id = id;
   const auto record = record_of(id);
   if (record) {
-    t = {record->id, record->backing, record->mountpoint, record->pid, record->job, record->uid};
+    t = {record->id, record->backing, record->mountpoint, record->pid, record->job, record->uid,
+         record->layout == "block", record};
   } else if (auto header = read_volume_header(path); header && header->id == id) {
     t.backing = path;
   } else {
     t.backing = find_backing(config, id).value_or("");
   }
-  if (t.mountpoint.empty() || !mount_at(t.mountpoint)) t.mountpoint = mount_of_volume(t.id).value_or("");
   if (!t.backing.empty()) {
     const auto header = read_volume_header(t.backing);
     if (!header) {
       t.backing.clear();  // gone: end_volume says so
-    } else if (header->id != t.id) {
+    } else if (header->layout == VolumeLayout::kBlock) {
+      t.block = true;
+    }
+    if (header && header->id != t.id) {
       throw Error("the record of volume " + t.id + " names " + t.backing + ", which holds volume " +
                   header->id + " now (the record is stale); refusing to delete another volume; "
                   "nothing was touched. Wipe by mount point or backing directory instead", 4);
     }
+  }
+  if (t.block) {
+    t.mountpoint = find_block_parts(t.id, t.record ? &*t.record : nullptr).mountpoint;
+  } else if (t.mountpoint.empty() || !mount_at(t.mountpoint)) {
+    t.mountpoint = mount_of_volume(t.id).value_or("");
   }
   const std::string root = resolved_path(config.backing_root);
   if (!record && !t.backing.empty() && !is_under(resolved_path(t.backing), root)) {
@@ -168,6 +191,7 @@ bool volume_exists(const Config& config, const std::string& id, const std::set<s
 // Stops serving the volume. With force, aborts the FUSE connection first,
 // so processes holding files get errors instead of data.
 int cut_off(const Target& t, bool force) {
+  if (t.block) return end_block_volume(find_block_parts(t.id, t.record ? &*t.record : nullptr), force);
   int holders = 0;
   if (!t.mountpoint.empty()) {
     const auto users = processes_using(t.mountpoint);
@@ -461,11 +485,14 @@ SweepResult sweep(const Config& config) {
       Target t;
       t.id = header->id;
       t.backing = path;
-      t.mountpoint = mount_of_volume(t.id).value_or("");
-      if (auto record = find_volume(t.id)) {
-        t.job = record->job;
-        t.uid = record->uid;
+      t.block = header->layout == VolumeLayout::kBlock;
+      t.record = find_volume(t.id);
+      if (t.record) {
+        t.job = t.record->job;
+        t.uid = t.record->uid;
       }
+      t.mountpoint = t.block ? find_block_parts(t.id, t.record ? &*t.record : nullptr).mountpoint
+                             : mount_of_volume(t.id).value_or("");
       if (!t.mountpoint.empty()) ++result.dead_mounts;
       const auto keys = keyring::list();
       if (std::find(keys.begin(), keys.end(), t.id) != keys.end()) ++result.keys;
@@ -499,7 +526,8 @@ SweepResult sweep(const Config& config) {
     if (!process_alive(record.pid)) unregister_volume(record.id);
   }
   for (const auto& m : list_mounts()) {
-    if (m.fstype == "fuse.scratchcrypt" && is_dead_mount(m.mountpoint)) {
+    const bool ours = m.fstype == "fuse.scratchcrypt" || m.fstype == "fuse.scratchcrypt-image";
+    if (ours && is_dead_mount(m.mountpoint)) {
       abort_fuse_connection(m);
       if (::umount2(m.mountpoint.c_str(), MNT_DETACH) == 0) ++result.dead_mounts;
     }

@@ -99,6 +99,21 @@ std::vector<uint8_t> test_key(uint8_t seed);
 // Returns the read end (the write end is written and closed).
 int key_pipe(const std::vector<uint8_t>& key);
 
+// The layout the filesystem suites run on: $SCRATCHCRYPT_TEST_LAYOUT
+// ("files" unless set to "block"). `make test` runs fs_tests once per layout.
+bool block_layout();
+// `scratchcrypt mount` arguments that select the suite's layout.
+std::vector<std::string> layout_args();
+// Skips the current test on the block layout, with the reason (for tests of
+// the files layout's backing format, request counts or recovery).
+#define SKIP_ON_BLOCK_LAYOUT(reason)                          \
+  do {                                                        \
+    if (::sctest::block_layout()) GTEST_SKIP() << (reason);   \
+  } while (0)
+
+// sync(2), then drops the kernel's clean page, dentry and inode caches.
+bool drop_caches();
+
 struct MountOptions {
   std::vector<std::string> extra_args;  // e.g. {"--mode", "0777"}
   std::vector<uint8_t> key;             // non-empty: pass it with --key-fd
@@ -136,7 +151,7 @@ class Mount {
   // scratchcrypt umount; true on success.
   bool umount();
   // umount, then mount --recover (or --key-fd with the same key); true if
-  // both worked.
+  // both worked. Block layout: the kernel file system is remounted instead.
   bool remount();
   // mount again (after umount or a daemon crash) with extra args.
   RunResult mount_again(const std::vector<std::string>& args);
@@ -144,6 +159,7 @@ class Mount {
 
  private:
   RunResult do_mount(const std::vector<std::string>& args);
+  bool remount_kernel_fs();
   RunResult start_traced_daemon(std::vector<std::string> argv, int key_fd);
   void teardown();
 

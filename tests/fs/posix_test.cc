@@ -316,8 +316,10 @@ TEST_P(PosixTest, FallocateModes) {
   SYS_OK(::ftruncate(fd.get(), 100000));
   expected.resize(100000, '\0');
   EXPECT_BYTES_EQ(expected, pread_str(fd.get(), 200000, 0));
-  SYS_FAILS(EOPNOTSUPP, ::fallocate(fd.get(), FALLOC_FL_COLLAPSE_RANGE, 0, 4096));
-  SYS_FAILS(EOPNOTSUPP, ::fallocate(fd.get(), FALLOC_FL_INSERT_RANGE, 0, 4096));
+  if (!block_layout()) {  // ext4 under the block layout supports both
+    SYS_FAILS(EOPNOTSUPP, ::fallocate(fd.get(), FALLOC_FL_COLLAPSE_RANGE, 0, 4096));
+    SYS_FAILS(EOPNOTSUPP, ::fallocate(fd.get(), FALLOC_FL_INSERT_RANGE, 0, 4096));
+  }
   SYS_OK(::fsync(fd.get()));
   fd.reset();
   ASSERT_TRUE(m_->remount());
@@ -331,7 +333,9 @@ TEST_P(PosixTest, PunchHoleZeroesAndFreesBackingBlocks) {
   Fd fd(::open(f.c_str(), O_RDWR | O_CREAT, 0644));
   ASSERT_TRUE(pwrite_all(fd.get(), expected, 0));
   SYS_OK(::fsync(fd.get()));
-  const std::string backing = backing_of(*m_, f);
+  // Block layout: the freed blocks are discarded through the loop device and
+  // punched out of the volume's one image file.
+  const std::string backing = block_layout() ? m_->backing() + "/image" : backing_of(*m_, f);
   ASSERT_NE("", backing);
   const long long before = blocks_of(backing);
   EXPECT_GE(before, static_cast<long long>(size / 512));
@@ -342,8 +346,14 @@ TEST_P(PosixTest, PunchHoleZeroesAndFreesBackingBlocks) {
   EXPECT_EQ(static_cast<off_t>(size), size_of(f));
   EXPECT_BYTES_EQ(expected, pread_str(fd.get(), size + 10, 0));
   SYS_OK(::fsync(fd.get()));
-  const long long after = blocks_of(backing);
-  EXPECT_LE(after, before - 99 * 4096 / 512) << "holes must stay holes on the backing disk";
+  long long after = blocks_of(backing);
+  // (The kernel file system's journal grows the image by a few blocks.)
+  const long long freed = block_layout() ? 90 * 4096 / 512 : 99 * 4096 / 512;
+  for (int i = 0; block_layout() && after > before - freed && i < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    after = blocks_of(backing);
+  }
+  EXPECT_LE(after, before - freed) << "holes must stay holes on the backing disk";
   // Punching without KEEP_SIZE is invalid; a hole past EOF changes nothing.
   SYS_FAILS(EOPNOTSUPP, ::fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE, 0, 4096));
   SYS_OK(::fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, size, 4096));
@@ -389,9 +399,11 @@ TEST_P(PosixTest, SparseFileAt64GiB) {
   EXPECT_EQ("S", pread_str(fd.get(), 10, at));
   EXPECT_EQ(std::string(4096, '\0'), pread_str(fd.get(), 4096, at - 4096));
   EXPECT_EQ(std::string(100, '\0'), pread_str(fd.get(), 100, 12345678));
-  const std::string backing = backing_of(*m_, f);
-  ASSERT_NE("", backing);
-  EXPECT_LE(blocks_of(backing), 64) << "a sparse file must stay sparse on the backing disk";
+  if (!block_layout()) {
+    const std::string backing = backing_of(*m_, f);
+    ASSERT_NE("", backing);
+    EXPECT_LE(blocks_of(backing), 64) << "a sparse file must stay sparse on the backing disk";
+  }
   EXPECT_LE(stat_of(f).st_blocks, 64);
   fd.reset();
   ASSERT_TRUE(m_->remount());
@@ -873,6 +885,7 @@ TEST_P(PosixTest, MkdirRmdir) {
   ASSERT_TRUE(write_file(p(longdir + "/in"), "x"));
   SYS_OK(::unlink(p(longdir + "/in").c_str()));
   SYS_OK(::rmdir(p(longdir).c_str()));
+  if (block_layout()) return;  // the backing holds the header and the image only
   DIR* dir = ::opendir(m_->backing().c_str());
   int entries = 0;
   while (dirent* e = ::readdir(dir)) {
@@ -1104,10 +1117,12 @@ TEST_P(PosixTest, FsyncAndFdatasync) {
   SYS_OK(::fsync(d.get()));
   SYS_OK(::syncfs(fd.get()));
   // After fsync the backing file holds the whole length.
-  const std::string backing = backing_of(*m_, p("f"));
-  struct stat st;
-  SYS_OK(::stat(backing.c_str(), &st));
-  EXPECT_EQ(100000, st.st_size);
+  if (!block_layout()) {
+    const std::string backing = backing_of(*m_, p("f"));
+    struct stat st;
+    SYS_OK(::stat(backing.c_str(), &st));
+    EXPECT_EQ(100000, st.st_size);
+  }
   Fd ro(::open(p("f").c_str(), O_RDONLY));
   SYS_OK(::fsync(ro.get()));
 }
@@ -1235,7 +1250,9 @@ TEST_P(PosixTest, UserXattrs) {
     SYS_OK(::removexattr(obj.c_str(), "user.color"));
     SYS_FAILS(ENODATA, ::getxattr(obj.c_str(), "user.color", buf, sizeof buf));
     SYS_FAILS(ENODATA, ::removexattr(obj.c_str(), "user.color"));
-    // Other namespaces are not kept.
+    // Other namespaces are not kept (the block layout's kernel file system
+    // keeps trusted.* and security.* for root, as a local disk does).
+    if (block_layout()) continue;
     errno = 0;
     EXPECT_EQ(-1, ::setxattr(obj.c_str(), "trusted.x", "v", 1, 0));
     EXPECT_TRUE(errno == EOPNOTSUPP || errno == ENODATA) << strerror(errno);
@@ -1435,6 +1452,7 @@ TEST_P(PosixTest, FileLengthsRoundTrip) {
     SCOPED_TRACE("length " + std::to_string(n));
     EXPECT_EQ(static_cast<off_t>(n), size_of(p("len" + std::to_string(n))));
     EXPECT_BYTES_EQ(pattern(n, n), read_file(p("len" + std::to_string(n))));
+    if (block_layout()) continue;  // no backing file per file
     // The backing file has exactly the plaintext length.
     struct stat st;
     SYS_OK(::stat(backing_of(*m_, p("len" + std::to_string(n))).c_str(), &st));
@@ -1721,6 +1739,8 @@ TEST_P(PosixTest, DeviceNodes) {
 // concurrency
 
 TEST_P(PosixTest, ConcurrentOverlappingWritersNeverTear) {
+  SKIP_ON_BLOCK_LAYOUT("unaligned O_DIRECT: the block layout's device has 4096-byte sectors, so "
+                       "O_DIRECT needs 4 KiB alignment there, as on a 4Kn disk");
   const std::string f = p("shared");
   const size_t file_size = 64 * 1024;
   ASSERT_TRUE(write_file(f, std::string(file_size, '\0')));
@@ -1815,6 +1835,8 @@ TEST_P(PosixTest, ReadModifyWriteStressBuffered) {
 }
 
 TEST_P(PosixTest, ReadModifyWriteStressDirectIo) {
+  SKIP_ON_BLOCK_LAYOUT("unaligned O_DIRECT: the block layout's device has 4096-byte sectors, so "
+                       "O_DIRECT needs 4 KiB alignment there, as on a 4Kn disk");
   // O_DIRECT sends every 1-byte write to the daemon: four threads then
   // read-modify-write the same 4 KiB data unit at once.
   rmw_stress(p("rmw"), O_DIRECT);
