@@ -90,6 +90,7 @@ fs-test: deps $(BUILD)/fs_tests $(BUILD)/scratchcrypt
 format-test: deps $(BUILD)/scratchcrypt
 	/usr/bin/python3 tests/format/verify_format.py selftest
 	$(SC_ENV) /usr/bin/python3 tests/format/check_backing_volume.py
+	$(SC_ENV) /usr/bin/python3 tests/format/check_block_volume.py
 
 lifecycle-test: deps $(BUILD)/lifecycle_tests $(BUILD)/scratchcrypt
 	$(SC_ENV) $(BUILD)/lifecycle_tests

@@ -142,7 +142,8 @@ int ImageStore::punch(uint64_t offset, uint64_t length) {
   const uint64_t end = offset + length;
   const uint64_t inner_begin = (offset + kSectorBytes - 1) / kSectorBytes * kSectorBytes;
   const uint64_t inner_end = end / kSectorBytes * kSectorBytes;
-  static const uint8_t zeros[kSectorBytes] = {};
+  // No whole sector inside: less than two sectors in all.
+  static const uint8_t zeros[2 * kSectorBytes] = {};
   // Edges that cover part of a sector: rewrite them with zeros, encrypted.
   if (inner_begin >= inner_end) {
     std::unique_lock lock(rmw_);

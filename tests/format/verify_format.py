@@ -22,6 +22,7 @@ Command line (the key file holds the 64-byte key raw, or as 128 hex digits):
     verify_format.py --key-file K decrypt-name DIR_ID_HEX NAME
     verify_format.py --key-file K ls BACKING_DIR
     verify_format.py --key-file K check-volume BACKING_ROOT
+    verify_format.py --key-file K decrypt-image BLOCK_BACKING/image -o OUT
     verify_format.py selftest
 Needs Debian's python3-cryptography (>= 38, for AESSIV).
 """
@@ -144,6 +145,40 @@ def encrypt_file(key, file_id, plaintext):
 
 
 # --- names, symlinks, xattrs (AES-256-SIV, RFC 5297) ------------------------
+
+# --- block layout (section 10) -----------------------------------------------
+
+SECTOR = 4096
+BLOCK_TWEAK_ID = bytes(8)  # the tweak's upper half is zero
+
+
+def decrypt_sector(key, sector, data):
+    """One stored 4096-byte sector of a block volume's image: all zeros is a
+    hole; otherwise AES-256-XTS, contents subkey, tweak LE64(sector) || 0^8."""
+    if data == bytes(len(data)):
+        return data
+    return xts(derive(key, "contents", 64), unit_tweak(BLOCK_TWEAK_ID, sector), data, False)
+
+
+def decrypt_image(key, src, dst):
+    """Decrypts the image file `src` into `dst` (sparse where `src` has holes),
+    visiting only the stored data regions (SEEK_DATA/SEEK_HOLE)."""
+    size = os.fstat(src.fileno()).st_size
+    dst.truncate(size)
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(src.fileno(), pos, os.SEEK_DATA)
+        except OSError:
+            break  # only holes from here on
+        end = os.lseek(src.fileno(), start, os.SEEK_HOLE)
+        start -= start % SECTOR
+        for sector in range(start // SECTOR, (end + SECTOR - 1) // SECTOR):
+            data = os.pread(src.fileno(), SECTOR, sector * SECTOR)
+            if data != bytes(len(data)):
+                os.pwrite(dst.fileno(), decrypt_sector(key, sector, data), sector * SECTOR)
+        pos = max(end, pos + SECTOR)
+
 
 def b64e(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -344,6 +379,9 @@ def main(argv):
     p.add_argument("backing_dir")
     p = sub.add_parser("check-volume")
     p.add_argument("backing_root")
+    p = sub.add_parser("decrypt-image")
+    p.add_argument("image")
+    p.add_argument("-o", "--output", required=True)
     sub.add_parser("selftest")
     args = ap.parse_args(argv)
 
@@ -374,6 +412,9 @@ def main(argv):
                 print(f"{entry}\t{decrypt_name(key, dir_id, text)}")
             except Exception:
                 print(f"{entry}\t<does not decrypt>")
+    elif args.cmd == "decrypt-image":
+        with open(args.image, "rb") as src, open(args.output, "wb") as dst:
+            decrypt_image(key, src, dst)
     elif args.cmd == "check-volume":
         lines = open(os.path.join(args.backing_root, HEADER)).read().splitlines()
         if lines[0] != "scratchcrypt-volume 2":
