@@ -33,7 +33,7 @@ namespace {
 
 constexpr unsigned kWorkerThreads = 16;
 constexpr uint64_t kMiB = 1 << 20;
-constexpr uint64_t kMinimumSize = 64 * kMiB;  // room for a file system's own metadata
+constexpr uint64_t kMinimumSize = 8 * kMiB;  // room for a file system's own metadata
 
 struct FuseSessionDeleter {
   void operator()(fuse_session* se) const { fuse_session_destroy(se); }
@@ -128,6 +128,11 @@ SpaceCheck reserve_space(const std::string& backing, uint64_t wanted) {
   const uint64_t left = check.free_bytes > committed ? check.free_bytes - committed : 0;
   const uint64_t size = wanted == 0 ? left / kMiB * kMiB
                                     : (wanted + kSectorBytes - 1) / kSectorBytes * kSectorBytes;
+  if (wanted != 0 && size < kMinimumSize) {
+    throw Error("a block-layout volume needs at least " + size_text(kMinimumSize) +
+                    " for its file system's own metadata; raise size_limit (--size-limit)",
+                2);
+  }
   if (size < kMinimumSize || size > left) {
     throw Error("the backing file system of " + backing + " cannot hold a block volume of " +
                     (wanted == 0 ? std::string("at least ") + size_text(kMinimumSize)
@@ -233,7 +238,7 @@ int serve_block_volume(const MountRequest& r,
                                            {4096, true, kMaxRequestBytes / 1024,
                                             "scratchcrypt:" + volume->id()});
       if (!loop.direct_io()) log::warning("the loop device runs without direct I/O");
-      make_fs(*kernel_fs, loop.path());
+      make_fs(*kernel_fs, loop.path(), store->size());
       mount_fs(*kernel_fs, loop.path(), r.mountpoint);
       try {
         hand_over_root(r.mountpoint, r.owner.uid, r.owner.gid, r.owner.mode);

@@ -74,7 +74,7 @@ std::optional<KernelFs> parse_kernel_fs(const std::string& name) {
   return std::nullopt;
 }
 
-void make_fs(KernelFs fs, const std::string& device) {
+void make_fs(KernelFs fs, const std::string& device, uint64_t size) {
   const bool ext4 = fs == KernelFs::kExt4;
   const std::string tool = find_tool(ext4 ? "mkfs.ext4" : "mkfs.xfs");
   if (tool.empty()) {
@@ -90,8 +90,11 @@ void make_fs(KernelFs fs, const std::string& device) {
     // a job that deletes and recreates large trees (docs/OPERATIONS.md); and
     // its commits cost one no-op FSYNC round trip each here.
     argv = {tool, "-q", "-F", "-b", "4096", "-m", "0",
-            "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1,assume_storage_prezeroed=1",
-            device};
+            "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1,assume_storage_prezeroed=1"};
+    // Below 64 MiB the smallest journal (4 MiB) would take a large share of
+    // the volume, whose size a job reads as its space.
+    if (size < (uint64_t{64} << 20)) argv.insert(argv.end(), {"-O", "^has_journal"});
+    argv.push_back(device);
   } else {
     argv = {tool, "-q", "-f", "-K", "-b", "size=4096", "-s", "size=4096", device};
   }
@@ -108,7 +111,9 @@ void make_fs(KernelFs fs, const std::string& device) {
 }
 
 void mount_fs(KernelFs fs, const std::string& device, const std::string& mountpoint) {
-  const char* options = fs == KernelFs::kExt4 ? "discard,errors=remount-ro" : "discard";
+  // minixdf: statfs counts the file system's own metadata too, so `df`
+  // shows exactly the volume's size.
+  const char* options = fs == KernelFs::kExt4 ? "discard,errors=remount-ro,minixdf" : "discard";
   if (::mount(device.c_str(), mountpoint.c_str(), kernel_fs_name(fs),
               MS_NODEV | MS_NOSUID | MS_NOATIME, options) != 0) {
     throw Error(errno_text(std::string("cannot mount the volume's ") + kernel_fs_name(fs) +

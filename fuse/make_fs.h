@@ -13,6 +13,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -22,9 +23,9 @@ enum class KernelFs { kExt4, kXfs };
 const char* kernel_fs_name(KernelFs fs);
 std::optional<KernelFs> parse_kernel_fs(const std::string& name);
 
-// Formats `device`. Throws Error with mkfs's own message, or naming the
-// package to install when mkfs is missing.
-void make_fs(KernelFs fs, const std::string& device);
+// Formats `device` of `size` bytes. Throws Error with mkfs's own message, or
+// naming the package to install when mkfs is missing.
+void make_fs(KernelFs fs, const std::string& device, uint64_t size);
 
 // Mounts `device` at `mountpoint`. Throws Error.
 void mount_fs(KernelFs fs, const std::string& device, const std::string& mountpoint);

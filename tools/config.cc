@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "fuse/error.h"
+#include "fuse/loop_device.h"
 #include "tools/cli.h"
 
 namespace scratchcrypt {
@@ -76,12 +77,35 @@ void apply(Config& config, const std::string& where, const std::string& key,
                   "')", 2);
     }
     config.health_disk_full = static_cast<unsigned>(std::stoul(digits));
+  } else if (key == "layout") {
+    if (value != "auto" && value != "block" && value != "files") {
+      throw Error(where + ": layout must be auto, block or files (got '" + value + "')", 2);
+    }
+    config.layout = value;
+  } else if (key == "block_fs") {
+    if (value != "ext4" && value != "xfs") {
+      throw Error(where + ": block_fs must be ext4 or xfs (got '" + value + "')", 2);
+    }
+    config.block_fs = value;
   } else {
     throw Error(where + ": unknown setting '" + key + "' (see scratchcrypt(8), CONFIGURATION)", 2);
   }
 }
 
 }  // namespace
+
+VolumeLayout effective_layout(const Config& config, std::string* why) {
+  if (config.layout == "block" || config.layout == "files") {
+    if (why != nullptr) *why = "set in the configuration";
+    return config.layout == "block" ? VolumeLayout::kBlock : VolumeLayout::kFiles;
+  }
+  const bool loops = loop_devices_available();
+  if (why != nullptr) {
+    *why = loops ? "auto: this node can attach loop devices"
+                 : "auto: this node cannot attach loop devices (no /dev/loop-control)";
+  }
+  return loops ? VolumeLayout::kBlock : VolumeLayout::kFiles;
+}
 
 Config load_config(const std::string& explicit_path) {
   std::string path = explicit_path;
@@ -134,6 +158,8 @@ std::vector<std::pair<std::string, std::string>> config_items(const Config& c) {
       {"trim", c.trim ? "yes" : "no"},
       {"metrics_file", c.metrics_file},
       {"health_disk_full", std::to_string(c.health_disk_full)},
+      {"layout", c.layout},
+      {"block_fs", c.block_fs},
   };
 }
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "fuse/volume.h"
+
 namespace scratchcrypt {
 
 inline constexpr const char* kDefaultConfigPath = "/etc/scratchcrypt/scratchcrypt.conf";
@@ -29,8 +31,16 @@ struct Config {
   // sweep and health check (tools/metrics.h); empty: none.
   std::string metrics_file;
   unsigned health_disk_full = 95;  // `health` fails at this % of the backing disk used
+  // Volume layout for prologue and node mode: "block", "files", or "auto"
+  // (block wherever loop devices can be attached, files otherwise).
+  std::string layout = "auto";
+  std::string block_fs = "ext4";  // the block layout's file system: ext4 or xfs
   std::string path;  // the file it came from ("" when defaults only)
 };
+
+// The layout `config` asks for, with "auto" resolved on this node; `why`
+// (if given) says how it was chosen, for logs and `config`.
+VolumeLayout effective_layout(const Config& config, std::string* why = nullptr);
 
 // Loads `path`; when `path` is the default and does not exist, defaults.
 Config load_config(const std::string& explicit_path);

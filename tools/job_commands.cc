@@ -11,6 +11,7 @@
 
 #include "fuse/daemon.h"
 #include "fuse/error.h"
+#include "fuse/log.h"
 #include "fuse/mounts.h"
 #include "fuse/registry.h"
 #include "fuse/unique_fd.h"
@@ -208,7 +209,12 @@ int run_prologue(const cli::Args& args) {
   request.mountpoint = resolved_path(mount_dir) + "/" + mount_name;
   request.mountpoint_fd = mountpoint_fd.get();
   request.fs.size_limit = config.size_limit;
-  request.fs.writeback_cache = config.writeback_cache;
+  std::string why;
+  request.layout = effective_layout(config, &why);
+  request.kernel_fs = config.block_fs;
+  // The block layout's kernel file system has its own page cache.
+  request.fs.writeback_cache = config.writeback_cache && request.layout == VolumeLayout::kFiles;
+  log::info("job " + job + ": " + layout_name(request.layout) + " layout (" + why + ")");
   request.job = job;
   try {
     mount_volume(request);
@@ -254,6 +260,12 @@ int run_config(const cli::Args& args) {
   }
   if (!args.positional().empty()) {
     throw Error("unknown setting '" + args.positional()[0] + "' (see `scratchcrypt config`)", 2);
+  }
+  if (args.positional().empty()) {
+    std::string why;
+    const char* layout = layout_name(effective_layout(config, &why));
+    std::fflush(stdout);
+    std::fprintf(stderr, "note: new volumes use the %s layout (%s)\n", layout, why.c_str());
   }
   if (on_ext4_without_journal(config.backing_root)) {
     std::fflush(stdout);

@@ -28,6 +28,8 @@ const std::string kHello = "Hello, scratchcrypt!";
 class FailedCallTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    SKIP_ON_BLOCK_LAYOUT("the files layout's data path under failures and injected faults "
+                         "(the block layout's kernel file system handles its own)");
     if (!LoopDisk::available()) GTEST_SKIP() << "no mkfs.ext4 or loop devices here";
     // 4 KiB blocks (not mkfs's 1 KiB for small images): ext4's defaults, and
     // a full disk then stops writes at data unit boundaries.

@@ -556,7 +556,7 @@ bool Mount::remount_kernel_fs() {
   const int hold = ::open(loop.c_str(), O_RDONLY | O_CLOEXEC);
   bool ok = hold >= 0 && ::umount2(mnt_.c_str(), 0) == 0 &&
             ::mount(loop.c_str(), mnt_.c_str(), "ext4", MS_NODEV | MS_NOSUID | MS_NOATIME,
-                    "discard,errors=remount-ro") == 0;
+                    "discard,errors=remount-ro,minixdf") == 0;
   if (!ok) ADD_FAILURE() << "remount of the file system on " << loop << ": " << std::strerror(errno);
   if (hold >= 0) ::close(hold);
   return ok;

@@ -818,6 +818,7 @@ TEST_P(PosixTest, SymlinkTargetsOfEveryLength) {
     if (d != nullptr) ::closedir(d);
     return count;
   };
+  if (block_layout()) return;  // companions are the files layout's backing objects
   const size_t long_ones = (PATH_MAX - 1) - 3040 + 1;  // 3040..4095 bytes
   EXPECT_EQ(long_ones - 1, companions()) << "one companion per long symlink inode (4001 was replaced)";
   DIR* d = ::opendir(p("all").c_str());

@@ -356,8 +356,13 @@ TEST_F(JobTest, NewVolumeSoonAfterWipingManyFiles) {
               rec->num("crypto_erase_ms"), rec->num("duration_ms"), rec->num("files_removed"));
   EXPECT_FALSE(rec->str("deletion_finished").empty());
   // (Its outcome: RecordStaysCompleteWhenTheNextJobTakesThePath.)
-  EXPECT_GE(rec->num("files_removed"), static_cast<double>(made.load()));
-  EXPECT_GE(rec->num("bytes_removed"), static_cast<double>(made.load() * 4));
+  if (contains(slurp(backing("big") + "/.scratchcrypt-volume"), "\nlayout block\n")) {
+    // Block layout: the backing holds the header and one image file.
+    EXPECT_EQ(2, rec->num("files_removed"));
+  } else {
+    EXPECT_GE(rec->num("files_removed"), static_cast<double>(made.load()));
+    EXPECT_GE(rec->num("bytes_removed"), static_cast<double>(made.load() * 4));
+  }
   // Nothing of the old volume left beside the new one.
   if (DIR* d = ::opendir(backing_root_.c_str())) {
     while (dirent* e = ::readdir(d)) {
