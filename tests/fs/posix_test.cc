@@ -550,8 +550,9 @@ TEST_P(PosixTest, SeekDataAndHoleMatchNativeFile) {
     RunResult r = run({"/usr/bin/cp", "--sparse=auto", ours, copy});
     ASSERT_EQ(0, r.exit_code) << r.output;
     EXPECT_BYTES_EQ(read_file(native), read_file(copy));
-    EXPECT_EQ(blocks_of(native), blocks_of(copy == p("copy") ? backing_of(*m_, copy) : copy))
-        << copy << ": cp --sparse=auto filled holes";
+    // (Block layout: the copy's own blocks, as ext4 counts them.)
+    const std::string counted = copy == p("copy") && !block_layout() ? backing_of(*m_, copy) : copy;
+    EXPECT_EQ(blocks_of(native), blocks_of(counted)) << copy << ": cp --sparse=auto filled holes";
   }
 }
 
@@ -1682,7 +1683,9 @@ TEST_P(PosixTest, DeviceNodes) {
     expect_node(p(n.name), n, 0640);
     // Inert: the volume is mounted nodev.
     SYS_FAILS(EACCES, ::open(p(n.name).c_str(), O_RDONLY));
-    // And on the backing disk a FIFO, which opens as no device.
+    // And on the backing disk a FIFO, which opens as no device (files
+    // layout; the block layout keeps it inside its image).
+    if (block_layout()) continue;
     const std::string backing = backing_of(*m_, p(n.name));
     ASSERT_FALSE(backing.empty());
     struct stat raw;
