@@ -263,12 +263,7 @@ int serve_block_volume(const MountRequest& r,
     }
   });
 
-  fuse_loop_config* config = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(config, 0);
-  fuse_loop_cfg_set_max_threads(config, kWorkerThreads);
-  fuse_loop_cfg_set_idle_threads(config, kWorkerThreads);
-  int rc = fuse_session_loop_mt(session.get(), config);
-  fuse_loop_cfg_destroy(config);
+  const int rc = serve_requests(session.get(), kWorkerThreads);
   setup.join();
   fuse_remove_signal_handlers(session.get());
   channel->unmount();

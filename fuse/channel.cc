@@ -121,4 +121,14 @@ void FuseChannel::unmount() {
   ::umount2(mountpoint_.c_str(), MNT_DETACH);
 }
 
+int serve_requests(fuse_session* session, unsigned threads) {
+  fuse_loop_config* config = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(config, 0);
+  fuse_loop_cfg_set_max_threads(config, threads);
+  fuse_loop_cfg_set_idle_threads(config, threads);
+  const int rc = fuse_session_loop_mt(session, config);
+  fuse_loop_cfg_destroy(config);
+  return rc;
+}
+
 }  // namespace scratchcrypt

@@ -52,4 +52,10 @@ class FuseChannel {
   bool mounted_ = false;
 };
 
+// Serves `session` on `threads` worker threads until it ends; libfuse's
+// return code. Worker threads stay once started: libfuse would otherwise end
+// and restart threads between requests, each start costing a fresh stack and
+// fresh per-thread buffers and cipher contexts.
+int serve_requests(fuse_session* session, unsigned threads);
+
 }  // namespace scratchcrypt

@@ -250,15 +250,7 @@ int serve(const MountRequest& r, int report_fd) {
   log::info("mounted at " + r.mountpoint + (r.recover ? " (recovered)" : ""));
   report(report_fd, 0, "");
   if (!r.foreground) detach_stdio();
-  fuse_loop_config* config = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(config, 0);
-  // Worker threads stay once started: libfuse would otherwise end and
-  // restart threads between requests, each start costing a fresh stack and
-  // fresh per-thread buffers and cipher contexts.
-  fuse_loop_cfg_set_max_threads(config, kWorkerThreads);
-  fuse_loop_cfg_set_idle_threads(config, kWorkerThreads);
-  int rc = fuse_session_loop_mt(session.get(), config);
-  fuse_loop_cfg_destroy(config);
+  const int rc = serve_requests(session.get(), kWorkerThreads);
   fuse_remove_signal_handlers(session.get());
   channel->unmount();
   unregister_volume(volume->id());

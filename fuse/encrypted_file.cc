@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fuse/fault_injection.h"
+#include "fuse/full_io.h"
 
 namespace scratchcrypt {
 
@@ -24,35 +25,6 @@ std::span<uint8_t> bounce_buffer(size_t size) {
   thread_local std::vector<uint8_t> buffer;
   if (buffer.size() < size) buffer.resize(size);
   return {buffer.data(), size};
-}
-
-// pread/pwrite that retry on EINTR and short transfers. Return bytes moved
-// (pread stops at EOF) or -errno.
-ssize_t pread_full(int fd, uint8_t* data, size_t length, uint64_t offset) {
-  size_t done = 0;
-  while (done < length) {
-    ssize_t n = ::pread(fd, data + done, length - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  return static_cast<ssize_t>(done);
-}
-
-// *done (if given) says how much was stored before an error.
-ssize_t pwrite_full(int fd, const uint8_t* data, size_t length, uint64_t offset,
-                    size_t* stored = nullptr) {
-  size_t done = 0;
-  if (stored != nullptr) *stored = 0;
-  while (done < length) {
-    ssize_t n = ::pwrite(fd, data + done, length - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
-    done += static_cast<size_t>(n);
-    if (stored != nullptr) *stored = done;
-  }
-  return static_cast<ssize_t>(done);
 }
 
 // Reads exactly `length` stored bytes; a shorter backing file means it was

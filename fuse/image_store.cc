@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "fuse/error.h"
+#include "fuse/full_io.h"
 
 namespace scratchcrypt {
 
@@ -39,31 +40,18 @@ uint8_t* thread_buffer(int which) {
   return buffer.get();
 }
 
-int pread_full(int fd, uint8_t* buf, size_t length, uint64_t offset) {
-  size_t done = 0;
-  while (done < length) {
-    ssize_t n = ::pread(fd, buf + done, length - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
-    if (n == 0) {  // beyond the stored end: holes
-      std::memset(buf + done, 0, length - done);
-      break;
-    }
-    done += static_cast<size_t>(n);
-  }
+// Whole sectors in; beyond the stored end (never, the file has the image's
+// size) would read as holes.
+int read_all(int fd, uint8_t* buf, size_t length, uint64_t offset) {
+  const ssize_t n = pread_full(fd, buf, length, offset);
+  if (n < 0) return static_cast<int>(n);
+  std::memset(buf + n, 0, length - static_cast<size_t>(n));
   return 0;
 }
 
-int pwrite_full(int fd, const uint8_t* buf, size_t length, uint64_t offset) {
-  size_t done = 0;
-  while (done < length) {
-    ssize_t n = ::pwrite(fd, buf + done, length - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
-    if (n == 0) return -EIO;
-    done += static_cast<size_t>(n);
-  }
-  return 0;
+int write_all(int fd, const uint8_t* buf, size_t length, uint64_t offset) {
+  const ssize_t n = pwrite_full(fd, buf, length, offset);
+  return n < 0 ? static_cast<int>(n) : 0;
 }
 
 }  // namespace
@@ -73,7 +61,7 @@ ImageStore::ImageStore(UniqueFd backing, bool direct, uint64_t size, ContentsCip
 
 int ImageStore::read_sectors(uint64_t first, size_t count, uint8_t* buf) {
   const size_t bytes = count * kSectorBytes;
-  if (int rc = pread_full(fd_.get(), buf, bytes, first * kSectorBytes); rc != 0) return rc;
+  if (int rc = read_all(fd_.get(), buf, bytes, first * kSectorBytes); rc != 0) return rc;
   cipher_.decrypt(kNoFileId, first, {buf, bytes}, {buf, bytes});
   return 0;
 }
@@ -81,7 +69,7 @@ int ImageStore::read_sectors(uint64_t first, size_t count, uint8_t* buf) {
 int ImageStore::write_sectors(uint64_t first, size_t count, const uint8_t* in, uint8_t* scratch) {
   const size_t bytes = count * kSectorBytes;
   cipher_.encrypt(kNoFileId, first, {in, bytes}, {scratch, bytes});
-  return pwrite_full(fd_.get(), scratch, bytes, first * kSectorBytes);
+  return write_all(fd_.get(), scratch, bytes, first * kSectorBytes);
 }
 
 ssize_t ImageStore::read(uint64_t offset, std::span<uint8_t> out) {
@@ -169,7 +157,7 @@ int ImageStore::punch(uint64_t offset, uint64_t length) {
   std::memset(buf, 0, kMaxRequestBytes);
   for (uint64_t at = inner_begin; at < inner_end; at += kMaxRequestBytes) {
     const size_t chunk = static_cast<size_t>(std::min<uint64_t>(kMaxRequestBytes, inner_end - at));
-    if (int rc = pwrite_full(fd_.get(), buf, chunk, at); rc != 0) return rc;
+    if (int rc = write_all(fd_.get(), buf, chunk, at); rc != 0) return rc;
   }
   return 0;
 }
