@@ -27,11 +27,11 @@ KEY = bytes((i * 7 + 3) & 0xff for i in range(64))  # a public test key
 MARKER = b"PLAINTEXT-MARKER-6c1f"
 
 
-def main():
-    if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or not os.path.exists(BIN):
-        print("skip: needs root, /dev/fuse and " + BIN)
-        return 77
-    base = tempfile.mkdtemp(prefix="sc-format-")
+def make_node(prefix):
+    """A private node in a new temporary directory: backing_root, mount_root,
+    a configuration and a volume registry of its own. Returns (base, backing,
+    mountpoint, environment for scratchcrypt)."""
+    base = tempfile.mkdtemp(prefix=prefix)
     backing_root, mount_root = os.path.join(base, "backing"), os.path.join(base, "mnt")
     backing, mnt = os.path.join(backing_root, "vol"), os.path.join(mount_root, "vol")
     os.makedirs(backing)
@@ -40,20 +40,38 @@ def main():
     with open(conf, "w") as f:
         f.write(f"backing_root = {backing_root}\nmount_root = {mount_root}\n"
                 f"record_log = {base}/wipe.log\n")
-    env = dict(os.environ, SCRATCHCRYPT_CONFIG=conf)
-    failures = []
+    env = dict(os.environ, SCRATCHCRYPT_CONFIG=conf, SCRATCHCRYPT_RUN_DIR=os.path.join(base, "run"))
+    return base, backing, mnt, env
 
+
+def checker(failures):
+    """check(what, ok): prints the outcome, collects failures."""
     def check(what, ok):
         print(("ok   " if ok else "FAIL ") + what)
         if not ok:
             failures.append(what)
+    return check
 
+
+def mount_with_key(binary, key, args, backing, mnt, env):
+    """`scratchcrypt mount ARGS --key-fd N BACKING MNT`, the key on a pipe."""
     r, w = os.pipe()
-    os.write(w, KEY)
+    os.write(w, key)
     os.close(w)
-    mounted = subprocess.run([BIN, "mount", "--key-fd", str(r), backing, mnt],
-                             pass_fds=(r,), env=env).returncode == 0
+    ok = subprocess.run([binary, "mount", *args, "--key-fd", str(r), backing, mnt],
+                        pass_fds=(r,), env=env).returncode == 0
     os.close(r)
+    return ok
+
+
+def main():
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or not os.path.exists(BIN):
+        print("skip: needs root, /dev/fuse and " + BIN)
+        return 77
+    base, backing, mnt, env = make_node("sc-format-")
+    failures = []
+    check = checker(failures)
+    mounted = mount_with_key(BIN, KEY, [], backing, mnt, env)
     try:
         if not mounted:
             check("mount", False)

@@ -18,10 +18,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import verify_format as vf  # noqa: E402
+from check_backing_volume import checker, make_node, mount_with_key  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("SCRATCHCRYPT_BIN",
@@ -59,30 +59,10 @@ def main():
             or not os.path.exists("/dev/loop-control") or not os.path.exists(DEBUGFS)):
         print("skip: needs root, /dev/fuse, /dev/loop-control, debugfs and " + BIN)
         return 77
-    base = tempfile.mkdtemp(prefix="sc-block-format-")
-    backing_root, mount_root = os.path.join(base, "backing"), os.path.join(base, "mnt")
-    backing, mnt = os.path.join(backing_root, "vol"), os.path.join(mount_root, "vol")
-    os.makedirs(backing)
-    os.makedirs(mnt)
-    conf = os.path.join(base, "scratchcrypt.conf")
-    with open(conf, "w") as f:
-        f.write(f"backing_root = {backing_root}\nmount_root = {mount_root}\n"
-                f"record_log = {base}/wipe.log\n")
-    env = dict(os.environ, SCRATCHCRYPT_CONFIG=conf, SCRATCHCRYPT_RUN_DIR=os.path.join(base, "run"))
+    base, backing, mnt, env = make_node("sc-block-format-")
     failures = []
-
-    def check(what, ok):
-        print(("ok   " if ok else "FAIL ") + what)
-        if not ok:
-            failures.append(what)
-
-    r, w = os.pipe()
-    os.write(w, KEY)
-    os.close(w)
-    mounted = subprocess.run([BIN, "mount", "--layout", "block", "--size-limit", "64M",
-                              "--key-fd", str(r), backing, mnt],
-                             pass_fds=(r,), env=env).returncode == 0
-    os.close(r)
+    check = checker(failures)
+    mounted = mount_with_key(BIN, KEY, ["--layout", "block", "--size-limit", "64M"], backing, mnt, env)
     try:
         if not mounted:
             check("mount --layout block", False)
