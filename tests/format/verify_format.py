@@ -149,7 +149,7 @@ def encrypt_file(key, file_id, plaintext):
 # --- block layout (section 10) -----------------------------------------------
 
 SECTOR = 4096
-BLOCK_TWEAK_ID = bytes(8)  # the tweak's upper half is zero
+BLOCK_TWEAK_ID = bytes(16)  # tweak = LE64(sector) || 8 zero bytes
 
 
 def decrypt_sector(key, sector, data):
