@@ -239,9 +239,13 @@ int serve_block_volume(const MountRequest& r,
                                             "scratchcrypt:" + volume->id()});
       if (!loop.direct_io()) log::warning("the loop device runs without direct I/O");
       make_fs(*kernel_fs, loop.path(), store->size());
-      mount_fs(*kernel_fs, loop.path(), r.mountpoint);
+      // Onto the very directory the caller opened, when it passed one.
+      mount_fs(*kernel_fs, loop.path(),
+               r.mountpoint_fd >= 0 ? "/proc/self/fd/" + std::to_string(r.mountpoint_fd)
+                                    : r.mountpoint);
+      if (r.mountpoint_fd >= 0) ::close(r.mountpoint_fd);  // not a holder of what it covers
       try {
-        hand_over_root(r.mountpoint, r.owner.uid, r.owner.gid, r.owner.mode);
+        hand_over_root(loop.path(), r.mountpoint, r.owner.uid, r.owner.gid, r.owner.mode);
       } catch (...) {
         ::umount2(r.mountpoint.c_str(), MNT_DETACH);
         throw;

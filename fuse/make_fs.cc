@@ -121,9 +121,14 @@ void mount_fs(KernelFs fs, const std::string& device, const std::string& mountpo
   }
 }
 
-void hand_over_root(const std::string& mountpoint, uid_t uid, gid_t gid, mode_t mode) {
+void hand_over_root(const std::string& device, const std::string& mountpoint, uid_t uid,
+                    gid_t gid, mode_t mode) {
   UniqueFd root(::open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root.valid()) throw Error(errno_text("cannot open the new file system at " + mountpoint, errno));
+  struct stat st, dev;
+  if (::fstat(root.get(), &st) != 0 || ::stat(device.c_str(), &dev) != 0 || st.st_dev != dev.st_rdev) {
+    throw Error(mountpoint + " is not the new file system on " + device + " (was it replaced?)");
+  }
   ::unlinkat(root.get(), "lost+found", AT_REMOVEDIR);
   if (::fchown(root.get(), uid, gid) != 0 || ::fchmod(root.get(), mode & 07777) != 0) {
     throw Error(errno_text("cannot set the owner and mode of " + mountpoint, errno));

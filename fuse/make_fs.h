@@ -27,13 +27,16 @@ std::optional<KernelFs> parse_kernel_fs(const std::string& name);
 // naming the package to install when mkfs is missing.
 void make_fs(KernelFs fs, const std::string& device, uint64_t size);
 
-// Mounts `device` at `mountpoint`. Throws Error.
+// Mounts `device` at `mountpoint` (a path, or /proc/self/fd/N of the
+// directory). Throws Error.
 void mount_fs(KernelFs fs, const std::string& device, const std::string& mountpoint);
 
 // Gives the root of a freshly made file system to its user: owner, group
 // and mode set through a descriptor (ext4's lost+found is removed: nobody
 // will ever run fsck on a throw-away disk). Throws Error.
-void hand_over_root(const std::string& mountpoint, uid_t uid, gid_t gid, mode_t mode);
+// `mountpoint` must be the root of the file system on `device`.
+void hand_over_root(const std::string& device, const std::string& mountpoint, uid_t uid,
+                    gid_t gid, mode_t mode);
 
 // Shuts down the file system whose root `root_fd` is (FS_IOC_SHUTDOWN
 // without flushing the log): every later I/O fails with EIO and nothing more
