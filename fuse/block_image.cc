@@ -4,7 +4,6 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -24,22 +23,6 @@ namespace {
 constexpr double kTimeout = 86400;  // nothing here ever changes behind the kernel's back
 
 BlockImage& image_of(fuse_req_t req) { return *static_cast<BlockImage*>(fuse_req_userdata(req)); }
-
-// Once per thread, at the start of every handler (see the header). Needs
-// CAP_SYS_RESOURCE; without it (some containers drop it) the daemon warns once.
-void become_io_flusher() {
-  thread_local bool done = false;
-  if (done) return;
-  done = true;
-  if (::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0) {
-    static std::atomic<bool> warned{false};
-    if (!warned.exchange(true)) {
-      log::warning(errno_text("cannot mark the request threads PR_SET_IO_FLUSHER (the daemon "
-                              "needs CAP_SYS_RESOURCE); under memory pressure they may stall",
-                              errno));
-    }
-  }
-}
 
 bool fill_attr(BlockImage& image, fuse_ino_t ino, struct stat* st) {
   std::memset(st, 0, sizeof *st);
@@ -67,7 +50,6 @@ bool fill_attr(BlockImage& image, fuse_ino_t ino, struct stat* st) {
 }
 
 void op_init(void*, fuse_conn_info* conn) {
-  become_io_flusher();
   if (conn->capable & FUSE_CAP_ASYNC_DIO) conn->want |= FUSE_CAP_ASYNC_DIO;
   conn->want &= ~(FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_WRITEBACK_CACHE);
   conn->max_write = kMaxRequestBytes;
@@ -79,7 +61,6 @@ void op_init(void*, fuse_conn_info* conn) {
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  become_io_flusher();
   if (parent != FUSE_ROOT_ID || std::strcmp(name, kImageFileName) != 0) {
     fuse_reply_err(req, ENOENT);
     return;
@@ -94,7 +75,6 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  become_io_flusher();
   struct stat st;
   if (!fill_attr(image_of(req), ino, &st)) {
     fuse_reply_err(req, ENOENT);
@@ -105,7 +85,6 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 // The image has a fixed size, owner and mode: nothing may change them.
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
-  become_io_flusher();
   struct stat st;
   if (!fill_attr(image_of(req), ino, &st)) {
     fuse_reply_err(req, ENOENT);
@@ -124,7 +103,6 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  become_io_flusher();
   if (ino != kImageIno) {
     fuse_reply_err(req, EISDIR);
     return;
@@ -140,7 +118,6 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*) {
-  become_io_flusher();
   thread_local std::vector<uint8_t> buffer;
   if (buffer.size() < size) buffer.resize(size);
   const ssize_t n = off < 0 ? -EINVAL : image_of(req).store().read(static_cast<uint64_t>(off), {buffer.data(), size});
@@ -153,7 +130,6 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 
 void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
               fuse_file_info*) {
-  become_io_flusher();
   const ssize_t n = off < 0 ? -EINVAL
                             : image_of(req).store().write(
                                   static_cast<uint64_t>(off),
@@ -168,7 +144,6 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t of
 // Discard and write-zeroes from the loop device arrive as PUNCH_HOLE or
 // ZERO_RANGE with KEEP_SIZE; both become holes in the backing file.
 void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t length, fuse_file_info*) {
-  become_io_flusher();
   ImageStore& store = image_of(req).store();
   if (off < 0 || length <= 0) {
     fuse_reply_err(req, EINVAL);
@@ -193,17 +168,14 @@ void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t length,
 }
 
 void op_ok(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
-  become_io_flusher();
   fuse_reply_err(req, 0);
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
-  become_io_flusher();
   fuse_reply_err(req, 0);  // see the header: acknowledged writes are stored already
 }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  become_io_flusher();
   if (ino != FUSE_ROOT_ID) {
     fuse_reply_err(req, ENOTDIR);
     return;
@@ -212,7 +184,6 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*) {
-  become_io_flusher();
   struct Entry {
     const char* name;
     fuse_ino_t ino;
@@ -235,7 +206,6 @@ void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_in
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
-  become_io_flusher();
   fuse_reply_err(req, 0);
 }
 
@@ -259,6 +229,14 @@ const fuse_lowlevel_ops kOperations = [] {
 }();
 
 }  // namespace
+
+void mark_io_flusher() {
+  if (::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0) {
+    log::warning(errno_text("cannot mark the request threads PR_SET_IO_FLUSHER (the daemon "
+                            "needs CAP_SYS_RESOURCE); under memory pressure they may stall",
+                            errno));
+  }
+}
 
 const fuse_lowlevel_ops& BlockImage::operations() { return kOperations; }
 

@@ -9,9 +9,10 @@
 // direct_io, so the kernel keeps no page cache of the plaintext image; the
 // loop device sends its I/O as asynchronous direct requests of up to 1 MiB.
 //
-// Every thread that serves a request marks itself PR_SET_IO_FLUSHER first:
-// the kernel may need this daemon to write back dirty pages of the job's
-// file system, so the daemon's own allocations must not wait for that.
+// Every thread that serves requests is a PR_SET_IO_FLUSHER (see
+// mark_io_flusher): the kernel may need this daemon to write back dirty pages
+// of the job's file system, so the daemon's own allocations must not wait
+// for that.
 //
 // Durability: a write is acknowledged once it is in the backing file
 // (O_DIRECT, no cache of ours), so the daemon's death loses nothing that was
@@ -37,5 +38,13 @@ class BlockImage {
  private:
   ImageStore& store_;
 };
+
+// Marks the calling thread PR_SET_IO_FLUSHER (PF_MEMALLOC_NOIO and
+// PF_LOCAL_THROTTLE); threads it starts afterwards inherit the mark. Call it
+// on the thread that starts the request loop, so that each worker is a
+// flusher before it reads its first request (libfuse allocates the 1 MiB
+// request buffer then: a handler marking itself would be too late). Needs
+// CAP_SYS_RESOURCE; without it the daemon logs a warning and serves on.
+void mark_io_flusher();
 
 }  // namespace scratchcrypt

@@ -267,6 +267,7 @@ int serve_block_volume(const MountRequest& r,
     }
   });
 
+  mark_io_flusher();  // the worker threads started below inherit it
   const int rc = serve_requests(session.get(), kWorkerThreads);
   setup.join();
   fuse_remove_signal_handlers(session.get());
