@@ -15,7 +15,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "fuse/error.h"
 #include "fuse/loop_device.h"
@@ -87,12 +89,13 @@ void release_in_background(UniqueFd root) {
 struct DeviceUser {
   pid_t pid;
   std::string command;
-  bool maps = false;  // has a file of the device memory-mapped
+  bool maps = false;    // has a file of the device memory-mapped
+  bool device = false;  // has the device itself open (root only), which keeps a loop attached
 };
 
 // Processes with a descriptor, cwd, root or mapping on the file system of
-// device `dev`. By device, not path: a job's files may lie deeper than any
-// path the kernel can print.
+// device `dev`, or with the device itself open. By device, not path: a
+// job's files may lie deeper than any path the kernel can print.
 std::vector<DeviceUser> device_users(dev_t dev) {
   std::vector<DeviceUser> out;
   DIR* proc = ::opendir("/proc");
@@ -104,15 +107,17 @@ std::vector<DeviceUser> device_users(dev_t dev) {
     const pid_t pid = std::atoi(e->d_name);
     if (pid <= 0 || pid == self) continue;
     const std::string base = "/proc/" + std::string(e->d_name);
+    DeviceUser user{pid, "", false, false};
     auto on_device = [&](const std::string& link) {
       struct stat st;
-      return ::stat(link.c_str(), &st) == 0 && st.st_dev == dev;
+      if (::stat(link.c_str(), &st) != 0) return false;
+      if (S_ISBLK(st.st_mode) && st.st_rdev == dev) user.device = true;
+      return st.st_dev == dev || user.device;
     };
-    DeviceUser user{pid, "", false};
     bool uses = on_device(base + "/cwd") || on_device(base + "/root");
     if (DIR* fds = ::opendir((base + "/fd").c_str())) {
       while (dirent* f = ::readdir(fds)) {
-        if (!uses && f->d_name[0] != '.' && on_device(base + "/fd/" + f->d_name)) uses = true;
+        if (f->d_name[0] != '.' && on_device(base + "/fd/" + f->d_name)) uses = true;
       }
       ::closedir(fds);
     }
@@ -130,18 +135,6 @@ std::vector<DeviceUser> device_users(dev_t dev) {
   }
   ::closedir(proc);
   return out;
-}
-
-// The device number of the job's file system at `mountpoint`, if it is one
-// of the volume's loop devices.
-std::optional<dev_t> job_device(const std::string& mountpoint, const std::vector<std::string>& loops) {
-  struct stat st;
-  if (::stat(mountpoint.c_str(), &st) != 0) return std::nullopt;
-  for (const auto& loop : loops) {
-    struct stat dev;
-    if (::stat(loop.c_str(), &dev) == 0 && dev.st_rdev == st.st_dev) return st.st_dev;
-  }
-  return std::nullopt;
 }
 
 void stop_daemon_and_image(const BlockParts& parts) {
@@ -162,6 +155,30 @@ void stop_daemon_and_image(const BlockParts& parts) {
   }
 }
 
+// The users of the job's file system, and whoever holds one of the loop
+// devices itself open: the kernel detaches a loop device only once its last
+// holder lets go. udev's probes open a device for a moment after a change:
+// those get up to a second to go away before they count.
+std::vector<DeviceUser> volume_users(const BlockParts& parts) {
+  std::vector<DeviceUser> users;
+  const auto deadline = std::chrono::steady_clock::now() + 1s;  // a scan of /proc takes a while
+  for (;;) {
+    users.clear();
+    for (const auto& loop : parts.loops) {
+      struct stat dev;
+      if (::stat(loop.c_str(), &dev) != 0 || !S_ISBLK(dev.st_mode)) continue;
+      const auto more = device_users(dev.st_rdev);
+      users.insert(users.end(), more.begin(), more.end());
+    }
+    if (std::none_of(users.begin(), users.end(), [](const DeviceUser& u) { return u.device; }) ||
+        std::chrono::steady_clock::now() >= deadline) {
+      break;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  return users;
+}
+
 }  // namespace
 
 BlockParts find_block_parts(const std::string& id, const VolumeRecord* record) {
@@ -180,26 +197,28 @@ BlockParts find_block_parts(const std::string& id, const VolumeRecord* record) {
 }
 
 int end_block_volume(const BlockParts& parts, bool force) {
-  int holders = 0;
+  const std::vector<DeviceUser> users = volume_users(parts);
+  const int holders = static_cast<int>(users.size());
+  if (holders > 0 && !force) {
+    std::string list;
+    for (const auto& u : users) list += "\n  pid " + std::to_string(u.pid) + " (" + u.command + ")";
+    throw Error("cannot wipe " + (parts.mountpoint.empty() ? "volume " + parts.id : parts.mountpoint) +
+                    ": processes still use it:" + list +
+                    "\nstop them, or use --force to cut them off (they get I/O errors)",
+                3);
+  }
+  // From here on nothing more is written to the image and every I/O of
+  // the holders fails. Mapped pages cannot be taken back, and an open loop
+  // device would stay attached: those processes are killed.
+  UniqueFd root;
   if (!parts.mountpoint.empty()) {
-    const auto dev = job_device(parts.mountpoint, parts.loops);
-    const auto users = dev ? device_users(*dev) : std::vector<DeviceUser>{};
-    holders = static_cast<int>(users.size());
-    if (holders > 0 && !force) {
-      std::string list;
-      for (const auto& u : users) list += "\n  pid " + std::to_string(u.pid) + " (" + u.command + ")";
-      throw Error("cannot wipe " + parts.mountpoint + ": processes still use it:" + list +
-                      "\nstop them, or use --force to cut them off (they get I/O errors)",
-                  3);
-    }
-    // From here on nothing more is written to the image and every I/O of
-    // the holders fails; mapped pages cannot be taken back, so processes
-    // with volume files mapped are killed.
-    UniqueFd root = open_job_root(parts.mountpoint, parts.loops);
+    root = open_job_root(parts.mountpoint, parts.loops);
     if (root.valid()) shutdown_fs(root.get());
-    for (const auto& u : users) {
-      if (u.maps) ::kill(u.pid, SIGKILL);
-    }
+  }
+  for (const auto& u : users) {
+    if (u.maps || u.device) ::kill(u.pid, SIGKILL);
+  }
+  if (!parts.mountpoint.empty()) {
     if (::umount2(parts.mountpoint.c_str(), MNT_DETACH) != 0 && errno != EINVAL) {
       throw Error(errno_text("cannot detach " + parts.mountpoint, errno));
     }

@@ -25,10 +25,13 @@ struct BlockParts {
 BlockParts find_block_parts(const std::string& id, const VolumeRecord* record);
 
 // For wipe: refuses (Error, exit 3) while processes use the job's file
-// system, unless `force`. Then shuts that file system down without writing
-// anything more (so whatever the job left, millions of files or gigabytes of
-// dirty pages, unmounting takes no time), cuts off the holders (their I/O
-// fails; processes with volume files mapped are killed), unmounts it,
+// system or hold one of its loop devices open, unless `force`. Then shuts
+// that file system down without writing anything more (so whatever the job
+// left, millions of files or gigabytes of dirty pages, unmounting takes no
+// time), cuts off the holders (their I/O fails; processes with volume files
+// mapped, and root processes holding the loop device itself, which would
+// keep it attached, are killed; a holder of the device that lets go within
+// a second, as udev's probes do, is not one), unmounts it,
 // detaches the loop device, stops the daemon (SIGTERM: it zeroizes its key;
 // SIGKILL if it hangs) and removes the image mount. Returns how many
 // processes were cut off. Throws Error when something stays mounted.
