@@ -15,12 +15,17 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class NodeModeTest : public NodeTest {
+// Run once per layout (the parameter), set in the configuration.
+class NodeModeTest : public NodeTest, public ::testing::WithParamInterface<std::string> {
  protected:
   void SetUp() override {
     NodeTest::SetUp();
+    if (GetParam() == "block" && !exists("/dev/loop-control")) {
+      GTEST_SKIP() << "no loop devices here (/dev/loop-control)";
+    }
     node_mount_ = mount_root_ + "/node";
-    ASSERT_TRUE(spit(config_, slurp(config_) + "mode = node\nnode_mount = " + node_mount_ + "\n"));
+    ASSERT_TRUE(spit(config_, slurp(config_) + "mode = node\nnode_mount = " + node_mount_ +
+                                  "\nlayout = " + GetParam() + "\nsize_limit = 1G\n"));
   }
 
   std::string volume_id() {
@@ -45,13 +50,16 @@ class NodeModeTest : public NodeTest {
     const std::string id = volume_id();
     EXPECT_EQ(32u, id.size());
     track(id);
+    auto status = status_of(id);
+    EXPECT_TRUE(status && status->str("layout") == GetParam())
+        << "the node volume's layout is not " << GetParam();
     return id;
   }
 
   std::string node_mount_;
 };
 
-TEST_F(NodeModeTest, EachJobGetsAFreshlyKeyedVolumeAndTheLastOneIsWiped) {
+TEST_P(NodeModeTest, EachJobGetsAFreshlyKeyedVolumeAndTheLastOneIsWiped) {
   const std::string first = start_job("101", sctest::kUserA);
   auto wrote = sctest::as_user(sctest::kUserA, sctest::kUserA, [&]() -> long {
     int fd = ::open((node_mount_ + "/left-by-job-101").c_str(), O_WRONLY | O_CREAT, 0600);
@@ -85,6 +93,9 @@ TEST_F(NodeModeTest, EachJobGetsAFreshlyKeyedVolumeAndTheLastOneIsWiped) {
   EXPECT_EQ("102", last->str("job"));
   EXPECT_FALSE(exists(backing_root_ + "/node/.scratchcrypt-volume"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Layout, NodeModeTest, ::testing::Values("block", "files"),
+                         [](const auto& p) { return p.param; });
 
 }  // namespace
 }  // namespace lctest

@@ -41,7 +41,16 @@ installed_by_us=0
 export SCRATCHCRYPT_RUN_DIR=$tmp/run
 export SCRATCHCRYPT_CONFIG=$tmp/scratchcrypt.conf
 
-our_mounts() { awk -v d="$tmp/" 'index($2, d) == 1 && $3 == "fuse.scratchcrypt" { print $2 }' /proc/mounts | sort -r; }
+# Volumes mounted under $tmp: files-layout FUSE mounts and block-layout file
+# systems on loop devices.
+our_mounts() {
+    awk -v d="$tmp/" 'index($2, d) == 1 && ($3 == "fuse.scratchcrypt" || $1 ~ /^\/dev\/loop/) { print $2 }' /proc/mounts | sort -r
+}
+# The layout `status` shows for job $1's volume.
+layout_of() {
+    $sc status --json | python3 -c 'import json, sys
+print(" ".join(v["layout"] for v in json.load(sys.stdin)["volumes"] if v["job"] == sys.argv[1]))' "$1"
+}
 # Processes of the installed binary (also after its file is deleted) or of any
 # scratchcrypt serving a volume in $tmp.
 our_processes() {
@@ -170,11 +179,49 @@ check "the volume key left the kernel keyring" sh -c \
 check "wipe record: job pkgtest, key destroyed, complete" sh -c \
     "grep '\"job\": \"pkgtest\"' '$tmp/log/wipe.jsonl' | grep '\"key_destroyed\": true' | grep -q '\"outcome\": \"complete\"'"
 
+# The block layout: a kernel file system on a loop device over one encrypted image.
+if [ -e /dev/loop-control ]; then
+    mkdir -p "$tmp/backing/blk" "$tmp/mnt/blk"
+    if $sc mount --layout block --size-limit 128M --job pkgblock "$tmp/backing/blk" "$tmp/mnt/blk" >"$tmp/mount.log" 2>&1; then
+        pass "scratchcrypt mount --layout block (installed binary)"
+    else
+        cat "$tmp/mount.log"
+        fail "scratchcrypt mount --layout block (installed binary)"
+    fi
+    blk_id=$(sed -n 's/^id //p' "$tmp/backing/blk/.scratchcrypt-volume" 2>/dev/null)
+    check "block volume: ext4 on a loop device at the mount point" sh -c \
+        "awk -v m='$tmp/mnt/blk' '\$2 == m && \$1 ~ /^\/dev\/loop/ && \$3 == \"ext4\"' /proc/mounts | grep -q ."
+    if [ "$(layout_of pkgblock)" = block ]; then pass "block volume: status shows layout block"; else fail "block volume: status shows layout '$(layout_of pkgblock)'"; fi
+    check "block volume: write and read back a file" sh -c \
+        "for i in \$(seq 1 200); do echo '$marker'; done >'$tmp/mnt/blk/data.txt' && sync '$tmp/mnt/blk/data.txt' && [ \$(grep -c '$marker' '$tmp/mnt/blk/data.txt') = 200 ]"
+    check "block volume: the disk holds the header and one image file, no plaintext, no name" sh -c \
+        "[ \"\$(ls -A '$tmp/backing/blk' | tr '\n' ' ')\" = '.scratchcrypt-volume image ' ] && ! grep -rqaF '$marker' '$tmp/backing/blk' && ! grep -rqaF data.txt '$tmp/backing/blk'"
+    if $sc wipe --wait "$tmp/mnt/blk" >"$tmp/wipe.log" 2>&1; then
+        pass "block volume: scratchcrypt wipe --wait"
+    else
+        cat "$tmp/wipe.log"
+        fail "block volume: scratchcrypt wipe --wait"
+    fi
+    check "block volume: unmounted, image deleted, loop device detached, key gone" sh -c \
+        "! grep -qF ' $tmp/mnt/blk ' /proc/mounts && [ ! -e '$tmp/backing/blk' ] && [ -n '$blk_id' ] && [ -z \"\$(grep -lF '$blk_id' /sys/block/loop*/loop/backing_file 2>/dev/null)\" ] && ! grep -q 'scratchcrypt:$blk_id' /proc/keys"
+    check "wipe record: job pkgblock, complete" sh -c \
+        "grep '\"job\": \"pkgblock\"' '$tmp/log/wipe.jsonl' | grep -q '\"outcome\": \"complete\"'"
+else
+    echo "SKIP: no /dev/loop-control here: the block layout is not tested"
+fi
+
 # The installed Slurm scripts drive prologue/epilogue for a job of user nobody.
 jobenv=(env SLURM_JOB_ID=pkgjob SLURM_JOB_UID=65534 SLURM_JOB_GID=65534 SCRATCHCRYPT_CONFIG="$SCRATCHCRYPT_CONFIG"
     SCRATCHCRYPT_RUN_DIR="$SCRATCHCRYPT_RUN_DIR" SCRATCHCRYPT_SLURM_LOG="$tmp/slurm.log")
 check "Slurm prolog.sh mounts the job's volume" "${jobenv[@]}" /usr/lib/scratchcrypt/slurm/prolog.sh
 check "job volume owned by the job user, mode 0700" sh -c "[ \"\$(stat -c '%u %a' '$tmp/mnt/pkgjob')\" = '65534 700' ]"
+if [ -e /dev/loop-control ]; then
+    if [ "$(layout_of pkgjob)" = block ]; then
+        pass "the prolog's volume has the block layout (layout = auto, loop devices here)"
+    else
+        fail "the prolog's volume has layout '$(layout_of pkgjob)', not block (layout = auto, loop devices here)"
+    fi
+fi
 check "task_prolog.sh exports SCRATCH (as the job user)" sh -c \
     "${jobenv[*]} setpriv --reuid=65534 --regid=65534 --clear-groups /usr/lib/scratchcrypt/slurm/task_prolog.sh | grep -qx 'export SCRATCH=$tmp/mnt/pkgjob'"
 check "the job user writes to its volume" setpriv --reuid=65534 --regid=65534 --clear-groups \
@@ -198,7 +245,7 @@ if [ -z "$leftover" ]; then pass "after purge: every scratchcrypt path of dpkg -
 check "after purge: /etc/scratchcrypt and /etc/default/scratchcrypt gone" sh -c "[ ! -e /etc/scratchcrypt ] && [ ! -e /etc/default/scratchcrypt ]"
 check "after purge: no systemd enablement left" sh -c \
     "! ls /etc/systemd/system/*/scratchcrypt* /var/lib/systemd/deb-systemd-helper-enabled/scratchcrypt* /var/lib/systemd/deb-systemd-helper-enabled/*/scratchcrypt* 2>/dev/null | grep -q ."
-check "no fuse.scratchcrypt mounts of the test left" sh -c "[ -z \"\$(awk -v d='$tmp/' 'index(\$2, d) == 1 && \$3 == \"fuse.scratchcrypt\"' /proc/mounts)\" ]"
+if [ -z "$(our_mounts)" ]; then pass "no volume mounts of the test left"; else fail "mounts left: $(our_mounts)"; fi
 procs=$(our_processes)
 if [ -z "$procs" ]; then pass "no scratchcrypt processes of the package left"; else fail "scratchcrypt processes left: $procs"; fi
 installed_by_us=0

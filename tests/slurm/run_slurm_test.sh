@@ -5,8 +5,9 @@
 # /etc/munge is used or changed) from a temporary directory, wires the packaging/slurm
 # Prolog / Epilog / TaskProlog scripts to the scratchcrypt binary under test, and runs
 # jobs as two unprivileged test users:
-#   a) a job gets $SCRATCH (= $TMPDIR), writes to it; afterwards the volume is wiped
-#      (mount gone, backing files gone) and the wipe record log names the job
+#   a) a job gets $SCRATCH (= $TMPDIR), writes to it, in a block-layout volume where
+#      loop devices work (layout = auto); afterwards the volume is wiped (mount gone,
+#      backing files gone) and the wipe record log names the job
 #   b) two jobs of two users at the same time each see only their own $SCRATCH
 #   c) a job that leaves a setsid/nohup process holding a file in $SCRATCH is still wiped
 #   d) a job that exceeds size_limit gets ENOSPC, and the node keeps serving jobs
@@ -68,10 +69,19 @@ mounts_under() {  # mounts_under DIR: mount points below DIR, deepest first
     awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r
 }
 
-# volume_key_name MOUNTPOINT: the volume's name in the kernel keyring, taken from the
-# mount source "scratchcrypt:<volume id>"; empty when the source is something else
+# volume_key_name MOUNTPOINT: the volume's name in the kernel keyring, "scratchcrypt:<id>":
+# the mount source of a files-layout volume; for a block-layout volume (a file system on
+# a loop device) taken from the loop device's image, <run dir>/images/<id>/image; empty
+# when the mount is something else
 volume_key_name() {
-    awk -v m="$1" '$2 == m && $1 ~ /^scratchcrypt:/ { print $1 }' /proc/mounts | head -1 || true
+    local src
+    src=$(awk -v m="$1" '$2 == m { print $1 }' /proc/mounts | head -1)
+    case "$src" in
+        scratchcrypt:*) echo "$src" ;;
+        /dev/loop*) sed -n 's|.*/images/\([0-9a-f]\{32\}\)/image$|scratchcrypt:\1|p' \
+            "/sys/block/${src#/dev/}/loop/backing_file" 2>/dev/null ;;
+    esac
+    return 0
 }
 
 # wipe_leftovers DIR: wipe (key included) the scratchcrypt volumes still mounted under
@@ -375,7 +385,7 @@ handshake() {
 # a) write to $SCRATCH; wiped afterwards, record written
 # ---------------------------------------------------------------------------------------
 test_a() {
-    local name=a-basic s id st out before new e marker keyname=""
+    local name=a-basic s id st out before new e marker keyname="" layout expected
     marker="SCMARKER$RANDOM$RANDOM$RANDOM"
     s=$J/$name.sh
     cat >"$s" <<EOF
@@ -406,6 +416,15 @@ EOF
         fi
         is_mounted "$MNT/$id" || bad "$MNT/$id is not a mount point while the job runs"
         keyname=$(volume_key_name "$MNT/$id")
+        [ -n "$keyname" ] || bad "the volume at $MNT/$id has no scratchcrypt key name"
+        # layout = auto (the default): the block layout wherever loop devices work.
+        layout=$(SCRATCHCRYPT_CONFIG=$T/etc/scratchcrypt.conf "$T/bin/scratchcrypt" status --json |
+            python3 -c 'import json, sys
+print(" ".join(v["layout"] for v in json.load(sys.stdin)["volumes"] if v["job"] == sys.argv[1]))' "$id")
+        expected=files
+        [ -e /dev/loop-control ] && expected=block
+        [ "$layout" = "$expected" ] || bad "job $id's volume has layout '$layout' in status, expected $expected"
+        log "a: job $id runs in a $layout-layout volume"
     else
         bad "job never reached the handshake (state $(job_field "$id" JobState))"
         new=""
