@@ -150,24 +150,14 @@ EOF
 chmod 0644 "$SCRATCHCRYPT_CONFIG"
 mkdir -p "$tmp/backing/vol" "$tmp/mnt/vol"
 marker="scratchcrypt-package-test-plaintext-$$"
-if $sc mount --job pkgtest "$tmp/backing/vol" "$tmp/mnt/vol" >"$tmp/mount.log" 2>&1; then
-    pass "scratchcrypt mount (installed binary)"
-else
-    cat "$tmp/mount.log"
-    fail "scratchcrypt mount (installed binary)"
-fi
+check_shown "scratchcrypt mount (installed binary)" $sc mount --job pkgtest "$tmp/backing/vol" "$tmp/mnt/vol"
 check "mounted as fuse.scratchcrypt" sh -c "awk -v m='$tmp/mnt/vol' '\$2 == m && \$3 == \"fuse.scratchcrypt\"' /proc/mounts | grep -q ."
 key=$(awk -v m="$tmp/mnt/vol" '$2 == m { print $1 }' /proc/mounts | head -n 1)
 check "write and read back a file" sh -c \
     "for i in \$(seq 1 200); do echo '$marker'; done >'$tmp/mnt/vol/data.txt' && sync '$tmp/mnt/vol/data.txt' && [ \$(grep -c '$marker' '$tmp/mnt/vol/data.txt') = 200 ]"
 check "no plaintext on the backing disk" sh -c "! grep -rqF '$marker' '$tmp/backing' && ! grep -rqF data.txt '$tmp/backing'"
 check "status lists the volume" sh -c "$sc status | grep -q pkgtest"
-if $sc wipe --wait "$tmp/mnt/vol" >"$tmp/wipe.log" 2>&1; then
-    pass "scratchcrypt wipe --wait"
-else
-    cat "$tmp/wipe.log"
-    fail "scratchcrypt wipe --wait"
-fi
+check_shown "scratchcrypt wipe --wait" $sc wipe --wait "$tmp/mnt/vol"
 check "volume unmounted and its ciphertext deleted" sh -c \
     "! grep -qF ' $tmp/mnt/vol ' /proc/mounts && [ -z \"\$(ls -A '$tmp/backing')\" ]"
 # Invalidation is immediate (a search fails at once); the kernel's key
@@ -182,12 +172,7 @@ check "wipe record: job pkgtest, key destroyed, complete" sh -c \
 # The block layout: a kernel file system on a loop device over one encrypted image.
 if [ -e /dev/loop-control ]; then
     mkdir -p "$tmp/backing/blk" "$tmp/mnt/blk"
-    if $sc mount --layout block --size-limit 128M --job pkgblock "$tmp/backing/blk" "$tmp/mnt/blk" >"$tmp/mount.log" 2>&1; then
-        pass "scratchcrypt mount --layout block (installed binary)"
-    else
-        cat "$tmp/mount.log"
-        fail "scratchcrypt mount --layout block (installed binary)"
-    fi
+    check_shown "scratchcrypt mount --layout block (installed binary)" $sc mount --layout block --size-limit 128M --job pkgblock "$tmp/backing/blk" "$tmp/mnt/blk"
     blk_id=$(sed -n 's/^id //p' "$tmp/backing/blk/.scratchcrypt-volume" 2>/dev/null)
     check "block volume: ext4 on a loop device at the mount point" sh -c \
         "awk -v m='$tmp/mnt/blk' '\$2 == m && \$1 ~ /^\/dev\/loop/ && \$3 == \"ext4\"' /proc/mounts | grep -q ."
@@ -196,12 +181,7 @@ if [ -e /dev/loop-control ]; then
         "for i in \$(seq 1 200); do echo '$marker'; done >'$tmp/mnt/blk/data.txt' && sync '$tmp/mnt/blk/data.txt' && [ \$(grep -c '$marker' '$tmp/mnt/blk/data.txt') = 200 ]"
     check "block volume: the disk holds the header and one image file, no plaintext, no name" sh -c \
         "[ \"\$(ls -A '$tmp/backing/blk' | tr '\n' ' ')\" = '.scratchcrypt-volume image ' ] && ! grep -rqaF '$marker' '$tmp/backing/blk' && ! grep -rqaF data.txt '$tmp/backing/blk'"
-    if $sc wipe --wait "$tmp/mnt/blk" >"$tmp/wipe.log" 2>&1; then
-        pass "block volume: scratchcrypt wipe --wait"
-    else
-        cat "$tmp/wipe.log"
-        fail "block volume: scratchcrypt wipe --wait"
-    fi
+    check_shown "block volume: scratchcrypt wipe --wait" $sc wipe --wait "$tmp/mnt/blk"
     check "block volume: unmounted, image deleted, loop device detached, key gone" sh -c \
         "! grep -qF ' $tmp/mnt/blk ' /proc/mounts && [ ! -e '$tmp/backing/blk' ] && [ -n '$blk_id' ] && [ -z \"\$(grep -lF '$blk_id' /sys/block/loop*/loop/backing_file 2>/dev/null)\" ] && ! grep -q 'scratchcrypt:$blk_id' /proc/keys"
     check "wipe record: job pkgblock, complete" sh -c \
