@@ -17,8 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -27,6 +29,10 @@
 #include "fuse/mounts.h"
 #include "fuse/registry.h"
 #include "tests/lifecycle/lifecycle_util.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 namespace lctest {
 namespace {
@@ -181,6 +187,19 @@ class HungTaskWatch {
   int kmsg_ = -1;
   long long count_ = 0;
 };
+
+// MemAvailable in kB, read with plain system calls (for a forked child).
+long long mem_available_kb() {
+  char buf[4096];
+  const int fd = ::open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  const char* at = std::strstr(buf, "MemAvailable:");
+  return at != nullptr ? std::strtoll(at + 13, nullptr, 10) : -1;
+}
 
 // Page reclaim so far, node-wide (pages scanned by kswapd and in direct reclaim).
 long long pages_scanned() {
@@ -403,14 +422,16 @@ TEST_F(MemoryPressureTest, AJobWritesNextToANodeWideMemoryHog) {
   const pid_t daemon = mount_from(nullptr, "v", "2G");
   ASSERT_GT(daemon, 0);
   // The hog takes what is available less a margin smaller than the job's
-  // write, so the job's page cache must be reclaimed while it writes. It is
-  // bounded three ways: its own cgroup's limit, the OOM killer's first
-  // choice (oom_score_adj 1000), and killed when the job is done.
+  // write, so the job's page cache must be reclaimed while it writes. It
+  // takes its memory 64 MiB at a time and stops once no more than the margin
+  // is left (whatever else runs on the node meanwhile). It is bounded three
+  // ways: its own cgroup's limit, the OOM killer's first choice
+  // (oom_score_adj 1000), and killed as soon as the job is done.
   const uint64_t margin = 768 * kMiB;
   const uint64_t available = static_cast<uint64_t>(field("/proc/meminfo", "MemAvailable")) * 1024;
   ASSERT_GT(available, 2 * margin);
-  const uint64_t hog_bytes = available - margin;
-  MemoryCgroup hog_group("sc-hog", hog_bytes + 64 * kMiB);
+  const uint64_t most = available - margin;
+  MemoryCgroup hog_group("sc-hog", most + 64 * kMiB);
   ASSERT_TRUE(hog_group.ok());
   int ready[2];
   ASSERT_EQ(0, ::pipe2(ready, O_CLOEXEC));
@@ -420,16 +441,22 @@ TEST_F(MemoryPressureTest, AJobWritesNextToANodeWideMemoryHog) {
     ::close(ready[0]);
     spit("/proc/self/oom_score_adj", "1000");
     if (!hog_group.join()) _exit(1);
-    void* p = ::mmap(nullptr, hog_bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    auto* p = static_cast<char*>(::mmap(nullptr, most, PROT_READ | PROT_WRITE,
+                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
     if (p == MAP_FAILED) _exit(2);
-    for (uint64_t i = 0; i < hog_bytes; i += 4096) static_cast<char*>(p)[i] = 1;
-    if (::write(ready[1], "r", 1) != 1) _exit(3);
+    uint64_t held = 0;
+    for (; held < most && mem_available_kb() * 1024 > static_cast<long long>(margin); held += 64 * kMiB) {
+      const uint64_t n = std::min<uint64_t>(64 * kMiB, most - held);
+      if (::madvise(p + held, n, MADV_POPULATE_WRITE) != 0) {
+        for (uint64_t i = 0; i < n; i += 4096) p[held + i] = 1;
+      }
+    }
+    if (::write(ready[1], &held, sizeof held) != sizeof held) _exit(3);
     for (;;) ::pause();
   }
   ::close(ready[1]);
-  char c = 0;
-  const bool hogging = ::read(ready[0], &c, 1) == 1;
+  uint64_t hog_bytes = 0;
+  const bool hogging = ::read(ready[0], &hog_bytes, sizeof hog_bytes) == sizeof hog_bytes;
   ::close(ready[0]);
   ASSERT_TRUE(hogging) << "the hog could not take its memory";
   std::printf("hog holds %.1f GiB after %.1f s; %lld MiB available next to it\n",
@@ -442,10 +469,7 @@ TEST_F(MemoryPressureTest, AJobWritesNextToANodeWideMemoryHog) {
   const int status = wait_bounded(writer, kBound, &seconds);
   const long long scanned = pages_scanned() - scanned_before;
   const bool hog_alive = !sctest::process_gone(hog);
-  const auto hog_ending = Clock::now();
-  ::kill(hog, SIGKILL);
-  ::waitpid(hog, nullptr, 0);
-  std::printf("hog gone after %.1f s\n", std::chrono::duration<double>(Clock::now() - hog_ending).count());
+  ::kill(hog, SIGKILL);  // it takes seconds to give 20 GiB back: reaped after the read-back
   std::printf("next to the hog: 1 GiB written and fsync'd in %.1f s, %lld pages scanned by "
               "reclaim meanwhile, hog %s\n", seconds, scanned, hog_alive ? "alive" : "killed");
   ASSERT_NE(-1, status) << "the writer did not finish within " << kBound.count() << " s";
@@ -455,6 +479,7 @@ TEST_F(MemoryPressureTest, AJobWritesNextToANodeWideMemoryHog) {
   const auto verify_started = Clock::now();
   EXPECT_EQ("", verify(mnt("v"), 4, 256));
   std::printf("read back in %.1f s\n", std::chrono::duration<double>(Clock::now() - verify_started).count());
+  ::waitpid(hog, nullptr, 0);
   EXPECT_FALSE(sctest::process_gone(daemon));
   EXPECT_EQ(0, sc({"wipe", "--wait", mnt("v")}).exit_code);
 }
