@@ -118,13 +118,23 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*) {
-  thread_local std::vector<uint8_t> buffer;
-  if (buffer.size() < size) buffer.resize(size);
-  const ssize_t n = off < 0 ? -EINVAL : image_of(req).store().read(static_cast<uint64_t>(off), {buffer.data(), size});
+  ImageStore& store = image_of(req).store();
+  // Up to kMaxRequestBytes (all the kernel sends) the reply comes straight
+  // from the store's decryption buffer: no copy, no second buffer per thread.
+  std::vector<uint8_t> large;
+  const uint8_t* data = nullptr;
+  ssize_t n = -EINVAL;
+  if (off >= 0 && size <= kMaxRequestBytes) {
+    n = store.read_in_place(static_cast<uint64_t>(off), size, &data);
+  } else if (off >= 0) {
+    large.resize(size);
+    n = store.read(static_cast<uint64_t>(off), large);
+    data = large.data();
+  }
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
   } else {
-    fuse_reply_buf(req, reinterpret_cast<const char*>(buffer.data()), static_cast<size_t>(n));
+    fuse_reply_buf(req, reinterpret_cast<const char*>(data), static_cast<size_t>(n));
   }
 }
 

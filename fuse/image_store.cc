@@ -72,23 +72,28 @@ int ImageStore::write_sectors(uint64_t first, size_t count, const uint8_t* in, u
   return write_all(fd_.get(), scratch, bytes, first * kSectorBytes);
 }
 
-ssize_t ImageStore::read(uint64_t offset, std::span<uint8_t> out) {
+ssize_t ImageStore::read_in_place(uint64_t offset, size_t size, const uint8_t** data) {
   if (offset >= size_) return 0;
-  const size_t total = static_cast<size_t>(std::min<uint64_t>(out.size(), size_ - offset));
+  const size_t total = static_cast<size_t>(std::min<uint64_t>({size, size_ - offset, kMaxRequestBytes}));
   uint8_t* buf = thread_buffer(0);
   if (buf == nullptr) return -ENOMEM;
-  size_t done = 0;
-  while (done < total) {
-    const uint64_t at = offset + done;
-    const uint64_t first = at / kSectorBytes;
-    const size_t skip = static_cast<size_t>(at % kSectorBytes);
-    const size_t chunk = std::min(total - done, kMaxRequestBytes);
-    const size_t count = (skip + chunk + kSectorBytes - 1) / kSectorBytes;
-    if (int rc = read_sectors(first, count, buf); rc != 0) return rc;
-    std::memcpy(out.data() + done, buf + skip, chunk);
-    done += chunk;
-  }
+  const size_t skip = static_cast<size_t>(offset % kSectorBytes);
+  const size_t count = (skip + total + kSectorBytes - 1) / kSectorBytes;
+  if (int rc = read_sectors(offset / kSectorBytes, count, buf); rc != 0) return rc;
+  *data = buf + skip;
   return static_cast<ssize_t>(total);
+}
+
+ssize_t ImageStore::read(uint64_t offset, std::span<uint8_t> out) {
+  size_t done = 0;
+  while (done < out.size()) {
+    const uint8_t* data = nullptr;
+    const ssize_t n = read_in_place(offset + done, out.size() - done, &data);
+    if (n <= 0) return n < 0 ? n : static_cast<ssize_t>(done);
+    std::memcpy(out.data() + done, data, static_cast<size_t>(n));
+    done += static_cast<size_t>(n);
+  }
+  return static_cast<ssize_t>(done);
 }
 
 int ImageStore::write_partial(uint64_t offset, std::span<const uint8_t> in) {

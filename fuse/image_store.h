@@ -48,6 +48,10 @@ class ImageStore {
   // All return bytes done or -errno; never throw. Reads stop at the image
   // end; writes past it fail with -ENOSPC.
   ssize_t read(uint64_t offset, std::span<uint8_t> out);
+  // Like read() for at most kMaxRequestBytes, without a copy: decrypts into
+  // a buffer of the calling thread and points *data at the bytes, valid
+  // until the thread's next call into this store.
+  ssize_t read_in_place(uint64_t offset, size_t size, const uint8_t** data);
   ssize_t write(uint64_t offset, std::span<const uint8_t> in);
   // Makes [offset, offset+length) read as zeros, freeing backing space for
   // whole sectors (discard). 0 or -errno.

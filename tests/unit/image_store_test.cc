@@ -113,6 +113,25 @@ TEST_F(ImageStoreTest, RandomUnalignedWritesReadsAndPunchesMatchAModel) {
   expect_matches_model();
 }
 
+TEST_F(ImageStoreTest, ReadInPlaceMatchesTheModelAndStopsAtTheImageEnd) {
+  std::mt19937_64 rng(20261202);
+  for (int i = 0; i < 40; ++i) {
+    std::vector<uint8_t> data(1 + rng() % (3 * kSectorBytes));
+    for (auto& b : data) b = static_cast<uint8_t>(rng());
+    write(rng() % (kSize - data.size()), data);
+  }
+  for (int i = 0; i < 200; ++i) {
+    const uint64_t at = rng() % kSize;
+    const size_t length = 1 + rng() % (kSize / 2);
+    const uint8_t* data = nullptr;
+    const ssize_t n = store_->read_in_place(at, length, &data);
+    ASSERT_EQ(static_cast<ssize_t>(std::min<uint64_t>(length, kSize - at)), n);
+    ASSERT_TRUE(std::equal(data, data + n, model_.begin() + static_cast<long>(at))) << "read " << i;
+  }
+  const uint8_t* data = nullptr;
+  EXPECT_EQ(0, store_->read_in_place(kSize, 10, &data));
+}
+
 TEST_F(ImageStoreTest, PunchFreesWholeSectorsAndTheImageEndHolds) {
   write(0, std::vector<uint8_t>(8 * kSectorBytes, 'x'));
   ASSERT_EQ(0, store_->punch(kSectorBytes + 100, 4 * kSectorBytes));
