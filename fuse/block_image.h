@@ -17,8 +17,9 @@
 // Durability: a write is acknowledged once it is in the backing file
 // (O_DIRECT, no cache of ours), so the daemon's death loses nothing that was
 // acknowledged; FLUSH and FSYNC therefore return at once without fsync(2)
-// of the backing file: after a power loss the key is gone and the data
-// unreadable anyway (docs/DESIGN.md, "Block layout").
+// of the backing file (FSYNC answers ENOSYS, so the kernel stops sending
+// it): after a power loss the key is gone and the data unreadable anyway
+// (docs/DESIGN.md, "Block layout").
 #pragma once
 
 #include <fuse_lowlevel.h>

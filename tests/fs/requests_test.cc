@@ -52,5 +52,29 @@ TEST(Requests, SmallWritesAreOneRoundTripEach) {
   EXPECT_EQ(std::string(kWrites * 4096, 'w'), read_file(m.path("f")));
 }
 
+// A block volume's image answers FSYNC with ENOSYS (its writes are stored
+// when acknowledged), so the kernel stops asking: without that, every
+// journal commit of the job's file system costs two FSYNC round trips (the
+// loop device has no FUA, so a commit is flush, write, flush).
+TEST(Requests, FsyncInABlockVolumeCostsNoRoundTrip) {
+  if (!block_layout()) GTEST_SKIP() << "counts the block layout's image requests";
+  TempDir dir("trace");
+  const std::string trace = dir.path() + "/trace.log";
+  Mount m(MountOptions{{}, {}, trace});
+  ASSERT_TRUE(m.ok()) << m.mount_result().output;
+  constexpr int kSyncs = 20;
+  const std::string block(4096, 's');
+  for (int i = 0; i < kSyncs; ++i) {
+    Fd fd(::open(m.path("f" + std::to_string(i)).c_str(), O_WRONLY | O_CREAT, 0644));
+    ASSERT_GE(fd.get(), 0) << strerror(errno);
+    ASSERT_EQ(4096, ::write(fd.get(), block.data(), block.size()));
+    ASSERT_EQ(0, ::fsync(fd.get())) << strerror(errno);
+  }
+  auto counts = opcodes(trace);
+  EXPECT_GE(counts["WRITE"], kSyncs) << "the trace must show the image's requests";
+  EXPECT_LE(counts["FSYNC"], 1) << "the kernel still sends FSYNC for the image";
+  EXPECT_EQ(block, read_file(m.path("f7")));
+}
+
 }  // namespace
 }  // namespace sctest
