@@ -13,7 +13,8 @@
 // own data units fails, after any re-encryption of the old last unit),
 // "ftruncate-eio" (resizing the backing file in a truncate fails), "throw"
 // (a read or write throws std::runtime_error, as an OpenSSL failure does),
-// "bad-alloc" (it throws std::bad_alloc). Rollbacks are never failed.
+// "bad-alloc" (it throws std::bad_alloc), "slow-forget" (FORGET is handled
+// 300 ms late, as under load). Rollbacks are never failed.
 #pragma once
 
 namespace scratchcrypt {

@@ -9,15 +9,18 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <climits>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fuse/device_node.h"
 #include "fuse/encrypted_directory.h"
+#include "fuse/fault_injection.h"
 #include "fuse/file_io.h"
 #include "fuse/log.h"
 
@@ -482,8 +485,15 @@ class NameLoss {
     struct stat now;
     if (!victim_.valid() || ::fstat(victim_.get(), &now) != 0 || now.st_nlink != 0) return;
     if (!S_ISREG(now.st_mode)) return;  // the limit counts regular files only
-    if (!fs.inodes().orphan(victim_.get(), st_)) {
-      fs.space().charge(-static_cast<int64_t>(now.st_blocks) * 512);
+    switch (fs.inodes().orphan(victim_.get(), st_)) {
+      case InodeTable::Orphaned::kUnknown:
+        fs.space().charge(-static_cast<int64_t>(now.st_blocks) * 512);
+        break;
+      case InodeTable::Orphaned::kNow:
+        fs.space().orphan_held();
+        break;
+      case InodeTable::Orphaned::kAlready:
+        break;
     }
   }
 
@@ -1118,7 +1128,8 @@ const fuse_lowlevel_ops& Filesystem::operations() {
 }
 
 void Filesystem::forget(Inode& inode, uint64_t n) {
-  if (const uint64_t freed = inodes_.forget(inode, n)) space_.charge(-static_cast<int64_t>(freed));
+  if (fault_injected("slow-forget")) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  if (const auto freed = inodes_.forget(inode, n)) space_.orphan_freed(*freed);
 }
 
 Inode& Filesystem::inode(fuse_ino_t ino) {

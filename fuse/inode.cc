@@ -67,14 +67,15 @@ void InodeTable::pin(int victim, const struct stat& st) {
   if (Inode* inode = find(key)) inode->pin_with(victim);
 }
 
-bool InodeTable::orphan(int victim, const struct stat& st) {
+InodeTable::Orphaned InodeTable::orphan(int victim, const struct stat& st) {
   std::vector<uint8_t> handle;
   const Key key = key_of(victim, st, &handle);
   std::lock_guard lock(mu_);
   Inode* inode = find(key);
-  if (inode == nullptr) return false;
+  if (inode == nullptr) return Orphaned::kUnknown;
+  if (inode->orphaned) return Orphaned::kAlready;
   inode->orphaned = true;
-  return true;
+  return Orphaned::kNow;
 }
 
 Inode& InodeTable::add_root(UniqueFd fd, const struct stat& st) {
@@ -83,21 +84,20 @@ Inode& InodeTable::add_root(UniqueFd fd, const struct stat& st) {
   return root;
 }
 
-uint64_t InodeTable::forget(Inode& inode, uint64_t n) {
+std::optional<uint64_t> InodeTable::forget(Inode& inode, uint64_t n) {
   std::unique_ptr<Inode> dropped;
   {
     std::lock_guard lock(mu_);
-    if (inode.lookups.fetch_sub(n, std::memory_order_acq_rel) != n) return 0;
+    if (inode.lookups.fetch_sub(n, std::memory_order_acq_rel) != n) return std::nullopt;
     auto it = inodes_.find(Key{inode.dev, inode.ino, inode.handle});
     if (it != inodes_.end()) {
       dropped = std::move(it->second);
       inodes_.erase(it);
     }
   }
+  if (!dropped || !dropped->orphaned) return std::nullopt;
   struct stat st;
-  if (!dropped || !dropped->orphaned || !dropped->fd.valid() || ::fstat(dropped->fd.get(), &st) != 0) {
-    return 0;
-  }
+  if (!dropped->fd.valid() || ::fstat(dropped->fd.get(), &st) != 0) return 0;
   return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 

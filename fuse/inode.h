@@ -102,14 +102,14 @@ class InodeTable {
   // each see another link.
   void pin(int victim, const struct stat& st);
   // After the name is gone: if `victim` has no link left, a known inode
-  // becomes an orphan (true), whose blocks stay allocated until it is
-  // dropped; false when the table does not know it.
-  bool orphan(int victim, const struct stat& st);
+  // becomes an orphan, whose blocks stay allocated until it is dropped.
+  enum class Orphaned { kUnknown, kNow, kAlready };
+  Orphaned orphan(int victim, const struct stat& st);
   // Adds the root, which is never forgotten.
   Inode& add_root(UniqueFd fd, const struct stat& st);
-  // Lowers the lookup count by n; drops the inode at zero. Returns the
-  // backing bytes a dropped orphan held (freed now), else 0.
-  uint64_t forget(Inode& inode, uint64_t n);
+  // Lowers the lookup count by n; drops the inode at zero. When that drops
+  // an orphan, returns the backing bytes it held (freed now), else nullopt.
+  std::optional<uint64_t> forget(Inode& inode, uint64_t n);
   size_t size();
 
  private:

@@ -4,8 +4,27 @@
 
 namespace scratchcrypt {
 
-bool SpaceLimit::would_exceed(uint64_t growth) const {
-  return enabled() && growth != 0 && used() + growth > limit_;
+bool SpaceLimit::would_exceed(uint64_t growth) {
+  if (!enabled() || growth == 0 || !over(growth)) return false;
+  std::unique_lock lock(orphans_mu_);
+  orphans_gone_.wait_for(lock, kOrphanWait, [&] { return orphans_ == 0 || !over(growth); });
+  return over(growth);
+}
+
+void SpaceLimit::orphan_held() {
+  if (!enabled()) return;
+  std::lock_guard lock(orphans_mu_);
+  ++orphans_;
+}
+
+void SpaceLimit::orphan_freed(uint64_t bytes) {
+  if (!enabled()) return;
+  charge(-static_cast<int64_t>(bytes));
+  {
+    std::lock_guard lock(orphans_mu_);
+    if (orphans_ > 0) --orphans_;
+  }
+  orphans_gone_.notify_all();
 }
 
 uint64_t SpaceLimit::used() const {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "tests/fs/mount_fixture.h"
@@ -88,6 +89,39 @@ TEST_F(SpaceLimitTest, AnUnlinkedOpenFileCountsUntilClosed) {
   }
   EXPECT_GE(available(), 7 * kMiB);
   EXPECT_EQ(6 * kMiB, fill(p("again"), sequential(6), &err)) << strerror(err);
+}
+
+// As on a local disk, space a job freed is free at once. close(2) and
+// unlink(2) return before the kernel tells the daemon (RELEASE, FORGET), so
+// the daemon must not refuse the next write on its stale count. (Seen as a
+// flaky ENOSPC under load in the Slurm test's fill-then-remove job; here the
+// daemon is made to handle FORGET late, through its test-only fault file.)
+TEST(SpaceLimit, SpaceFreedByCloseAndUnlinkIsFreeAtOnce) {
+  TempDir dir("sc-late-forget");
+  const std::string faults = dir.path() + "/faults";
+  std::ofstream(faults) << "slow-forget\n";
+  MountOptions options;
+  options.extra_args = {"--size-limit", "8M"};
+  options.fault_file = faults;
+  Mount m(options);
+  ASSERT_TRUE(m.ok()) << m.mount_result().output;
+  const std::string chunk = pattern(kMiB, 7);
+  auto fill = [&](const std::string& name, int chunks) {
+    Fd fd(::open(m.path(name).c_str(), O_WRONLY | O_CREAT, 0644));
+    if (!fd.ok()) return errno;
+    for (int i = 0; i < chunks; ++i) {
+      if (::write(fd.get(), chunk.data(), chunk.size()) != static_cast<ssize_t>(chunk.size())) {
+        return errno;
+      }
+    }
+    return 0;
+  };
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_EQ(ENOSPC, fill("full", 9)) << "round " << round;
+    ASSERT_EQ(0, ::unlink(m.path("full").c_str()));
+    EXPECT_EQ(0, fill("next", 6)) << "round " << round << ": right after removing a full file";
+    ASSERT_EQ(0, ::unlink(m.path("next").c_str()));
+  }
 }
 
 TEST_F(SpaceLimitTest, AVolumeMountedAgainKeepsItsLimitAndCount) {
