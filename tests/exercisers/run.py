@@ -132,9 +132,9 @@ def stress_ng_bogo_ops(yaml_path, stressor):
     return None
 
 
-def stress_ng(stressor, workdir, params):
+def stress_ng(stressor, workdir, params, seconds=None):
     """None if the stressor passed, else why it failed."""
-    seconds = params["stress_seconds"]
+    seconds = seconds or params["stress_seconds"]
     yaml_path = os.path.join(workdir, "..", f"stress-ng-{stressor}.yaml")
     rc, out = run_exerciser(
         ["stress-ng", f"--{stressor}", "1", "--timeout", str(seconds), "--verify",
@@ -151,8 +151,12 @@ def stress_ng(stressor, workdir, params):
         return "skipped: " + skipped[0].split("]", 1)[-1].strip(), out
     if failed:
         return "reported a failure", out
+    if not ops and seconds == params["stress_seconds"]:
+        # A loaded machine can keep a stressor with long rounds (xattr) from
+        # finishing one in a short run: once more, for longer.
+        return stress_ng(stressor, workdir, params, 3 * seconds)
     if not ops:
-        return "did no work (0 bogo ops)", out
+        return f"did no work (0 bogo ops in {seconds} s)", out
     return None, out
 
 
@@ -223,11 +227,6 @@ def exercisers(full, only):
     if only:
         chosen = [e for e in chosen if e[0] in only or e[0].split(":", 1)[1] in only]
     return chosen
-
-
-def block_layout_available():
-    p = subprocess.run([BIN, "mount", "--help"], capture_output=True, text=True)
-    return "--layout" in p.stdout + p.stderr
 
 
 def run_layout(layout, base, chosen, params, jobs, expected):
@@ -339,10 +338,6 @@ def main(argv):
             if layout not in LAYOUTS:
                 say(f"unknown layout {layout}")
                 return 2
-            if layout == "block" and not block_layout_available():
-                say("block layout: SKIPPED: `scratchcrypt mount --help` has no --layout "
-                    "(the block layout is not in this build)")
-                continue
             layout_start = time.monotonic()
             say(f"{layout} layout: {len(chosen)} exercisers "
                 f"({'full' if args.full else 'short'} selection)")
