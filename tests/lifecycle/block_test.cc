@@ -386,5 +386,43 @@ TEST_F(BlockTest, BackingSpaceIsReservedForEveryLiveVolume) {
   EXPECT_EQ(0, sc({"wipe", "--wait", mnt("b")}).exit_code);
 }
 
+// `layout` in the configuration decides what the prologue makes; `config`
+// says which layout this node uses; a bad value is refused before anything.
+TEST_F(BlockTest, TheConfiguredLayoutIsWhatThePrologueMakes) {
+  const std::string base = "backing_root = " + backing_root_ + "\nmount_root = " + mount_root_ +
+                           "\nrecord_log = " + record_log_ + "\nsize_limit = 64M\n";
+  for (const std::string layout : {"files", "block", "auto"}) {
+    SCOPED_TRACE(layout);
+    ASSERT_TRUE(spit(config_, base + "layout = " + layout + "\n"));
+    RunResult config = sc({"config"});
+    EXPECT_EQ(0, config.exit_code) << config.output;
+    EXPECT_TRUE(contains(config.output, "layout = " + layout + "\n")) << config.output;
+    const bool block = layout != "files";  // auto: this node has loop devices (SetUp)
+    EXPECT_TRUE(contains(config.output, std::string("use the ") + (block ? "block" : "files") + " layout"))
+        << config.output;
+    const std::string job = "lay-" + layout;
+    RunResult pro = sc({"prologue", "--job", job, "--uid", "60001", "--gid", "60001"});
+    ASSERT_EQ(0, pro.exit_code) << pro.output;
+    const std::string header = slurp(backing(job) + "/.scratchcrypt-volume");
+    const auto at = header.find("\nid ");
+    ASSERT_NE(std::string::npos, at);
+    const std::string id = header.substr(at + 4, 32);
+    track(id);
+    EXPECT_EQ(block, contains(header, "\nlayout block\n")) << header;
+    auto status = status_of(id);
+    ASSERT_TRUE(status);
+    EXPECT_EQ(block ? "block" : "files", status->str("layout"));
+    EXPECT_EQ("ok", status->str("health"));
+    RunResult epi = sc({"epilogue", "--job", job});
+    EXPECT_EQ(0, epi.exit_code) << epi.output;
+    EXPECT_FALSE(is_mountpoint(mnt(job)));
+  }
+  ASSERT_TRUE(spit(config_, base + "layout = blocks\n"));
+  RunResult bad = sc({"prologue", "--job", "bad", "--uid", "60001", "--gid", "60001"});
+  EXPECT_EQ(2, bad.exit_code) << bad.output;
+  EXPECT_TRUE(contains(bad.output, "layout must be auto, block or files")) << bad.output;
+  EXPECT_FALSE(exists(backing("bad")));
+}
+
 }  // namespace
 }  // namespace lctest
