@@ -52,6 +52,18 @@ bool loop_devices_available() {
   return control.valid();
 }
 
+std::string loop_device_problem() {
+  UniqueFd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
+  if (!control.valid()) {
+    return std::string("cannot open /dev/loop-control: ") + std::strerror(errno);
+  }
+  if (::ioctl(control.get(), LOOP_CTL_GET_FREE) < 0) {
+    return std::string("/dev/loop-control has no free loop device to give: ") +
+           std::strerror(errno);
+  }
+  return "";
+}
+
 LoopDevice LoopDevice::attach(const std::string& file, const LoopOptions& options) {
   UniqueFd control(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
   if (!control.valid()) {

@@ -49,6 +49,11 @@ class LoopDevice {
 // True when loop devices can be attached here (/dev/loop-control opens).
 bool loop_devices_available();
 
+// Why a block volume could not get a loop device now ("" when it could):
+// /dev/loop-control must open and hand out a free device (LOOP_CTL_GET_FREE,
+// which adds one if none is free and max_loop allows). For health checks.
+std::string loop_device_problem();
+
 // The label (lo_file_name) of an attached device, or "" when it is free.
 std::string loop_label(const std::string& device);
 

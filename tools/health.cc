@@ -14,6 +14,7 @@
 
 #include "crypto/keyring.h"
 #include "fuse/error.h"
+#include "fuse/loop_device.h"
 #include "fuse/mounts.h"
 #include "fuse/registry.h"
 #include "fuse/volume.h"
@@ -191,6 +192,15 @@ std::vector<std::string> health_problems(const Config& config) {
                        " in root's keyring belongs to a volume this node has ended; remove it with "
                        "`keyctl invalidate $(keyctl search @u user scratchcrypt:" + id + ")`");
   }
+  // A node set to the block layout must be able to attach a loop device
+  // (with layout = auto it falls back to files, which is not a problem).
+  if (config.layout == "block") {
+    if (const std::string why = loop_device_problem(); !why.empty()) {
+      problems.push_back("no loop device: layout = block but " + why +
+                         "; load the loop module (modprobe loop, raise max_loop), pass "
+                         "/dev/loop-control and /dev/loop* into the container, or set layout = files");
+    }
+  }
   // Room on the backing disk, as df counts it.
   const std::string disk = existing_ancestor(root);
   struct statvfs vfs;
@@ -224,7 +234,8 @@ const cli::Command kHealthCommand = {
     "whose daemon died or whose mount is gone, a volume in backing_root that no daemon\n"
     "serves, an unfinished deletion (.wiped-* in backing_root), a key in root's keyring\n"
     "of a volume this node has ended (in record_log), a backing disk at or above\n"
-    "health_disk_full percent, and a configuration that cannot be read. Each line says\n"
+    "health_disk_full percent, no loop device to attach with layout = block, and a\n"
+    "configuration that cannot be read. Each line says\n"
     "what to do. Running volumes are not problems. Also rewrites metrics_file, when\n"
     "configured.",
     {kConfigOption},

@@ -202,6 +202,31 @@ TEST_F(HealthTest, FullBackingDiskAgainstTheConfiguredThreshold) {
   expect_health({});
 }
 
+// layout = block needs a loop device: here loop devices work, so ok; then
+// health runs in a mount namespace of its own whose /dev/loop-control is
+// /dev/null (it opens, but hands out no device), as on a node without the
+// loop module's control device working.
+TEST_F(HealthTest, BlockLayoutWithoutALoopDevice) {
+  auto health_without_loop_control = [&] {
+    return sctest::run({"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                        "mount --bind /dev/null /dev/loop-control && exec \"$0\" \"$@\"",
+                        sctest::scratchcrypt_bin(), "health", "--config", config_});
+  };
+  ASSERT_TRUE(spit(config_, slurp(config_) + "layout = block\n"));
+  expect_health({});
+  const RunResult r = health_without_loop_control();
+  EXPECT_EQ(1, r.exit_code) << r.output;
+  EXPECT_EQ("no loop device: layout = block but /dev/loop-control has no free loop device to "
+            "give: Inappropriate ioctl for device; load the loop module (modprobe loop, raise "
+            "max_loop), pass /dev/loop-control and /dev/loop* into the container, or set layout = "
+            "files\n",
+            r.output);
+  // layout = auto falls back to files on such a node: not a problem.
+  ASSERT_TRUE(spit(config_, slurp(config_) + "layout = auto\n"));
+  const RunResult fallback = health_without_loop_control();
+  EXPECT_EQ(0, fallback.exit_code) << fallback.output;
+}
+
 TEST_F(HealthTest, UnreadableOrInvalidConfiguration) {
   ASSERT_TRUE(spit(config_, "backing_root = " + backing_root_ + "\nbogus = 1\n"));
   expect_health({"configuration: " + config_ + ":2: unknown setting 'bogus' (see scratchcrypt(8), CONFIGURATION)"});
