@@ -577,7 +577,7 @@ TEST_P(PosixTest, SeekDataSeesUnwrittenMappedData) {
   // Seeks while another thread keeps writing through the mapping.
   std::atomic<bool> stop{false};
   std::thread writer([&] {
-    for (int i = 0; !stop.load(); ++i) bytes[(i * 4096 * 7) % size + 2048] = 'w';
+    for (size_t i = 0; !stop.load(); ++i) bytes[(i * 4096 * 7) % size + 2048] = 'w';
   });
   for (int i = 0; i < 200; ++i) {
     EXPECT_GE(::lseek(reader.get(), (i * 4096 * 5) % size, SEEK_HOLE), 0) << strerror(errno);
