@@ -35,9 +35,8 @@ const cli::Command kMountCommand = {
         {"uid", "USER", "owner of a new volume's root directory (default: root)"},
         {"gid", "GROUP", "group of a new volume's root directory (default: root)"},
         {"mode", "MODE", "mode of a new volume's root directory (default: 0700)"},
-        {"size-limit", "SIZE", "most bytes the volume may hold, e.g. 50G (default: none; kept when remounted)"},
-        {"size-limit", "SIZE", "most bytes the volume may hold, e.g. 50G (default: none; "
-                               "block layout: its exact size, default all free space)"},
+        {"size-limit", "SIZE", "most bytes the volume may hold, e.g. 50G (files layout: default none, "
+                               "kept when remounted; block layout: its exact size, default all free space)"},
         {"layout", "LAYOUT", "block (a kernel file system on an encrypted image) or files "
                              "(default: files)"},
         {"fs", "TYPE", "block layout: ext4 (default) or xfs"},
