@@ -45,6 +45,26 @@ NOTES=()
 note() { NOTES+=("$*"); echo "NOTE $*"; }
 
 # install_slurm_packages: apt-get what the Slurm tests need and is missing
+# ensure_users USER...: the test users (no home, no password), made if missing.
+ensure_users() {
+    local u
+    for u in "$@"; do
+        id "$u" >/dev/null 2>&1 || useradd -M -s /bin/bash "$u" || die "useradd $u failed"
+    done
+}
+
+# epilog_hook MARK LOG: prints the body of an epilog wrapper that runs the real
+# epilog ($T/bin/epilog.sh), then fails on purpose when the file MARK exists.
+# MARK is shell text expanded when the hook runs (it may name $SLURM_JOB_ID).
+epilog_hook() {
+    echo "'$T/bin/epilog.sh'; rc=\$?"
+    echo "if [ -e $1 ]; then"
+    echo "    echo \"test hook: failing epilog of job \$SLURM_JOB_ID on purpose\" >>'$2'"
+    echo "    exit 1"
+    echo "fi"
+    echo "exit \$rc"
+}
+
 install_slurm_packages() {
     local need_pkgs=() added_policy apt_rc
     command -v slurmctld  >/dev/null 2>&1 || need_pkgs+=(slurmctld)

@@ -265,12 +265,7 @@ for hook in prolog epilog task_prolog; do
         if [ "$hook" != task_prolog ]; then echo "export SCRATCHCRYPT_SLURM_LOG='$T/local/hooks.log'"; fi
         if [ "$hook" = epilog ]; then
             # case c: after the real epilog, fail on purpose on the node the harness named
-            echo "'$T/bin/epilog.sh'; rc=\$?"
-            echo "if [ -e '$T/run/fail-epilog.'\"\$SLURM_JOB_ID.\$(hostname)\" ]; then"
-            echo "    echo \"test hook: failing epilog of job \$SLURM_JOB_ID on purpose\" >>'$T/local/hooks.log'"
-            echo "    exit 1"
-            echo "fi"
-            echo "exit \$rc"
+            epilog_hook "'$T/run/fail-epilog.'\"\$SLURM_JOB_ID.\$(hostname)\"" "$T/local/hooks.log"
         else
             echo "exec '$T/bin/$hook.sh'"
         fi
@@ -278,9 +273,7 @@ for hook in prolog epilog task_prolog; do
     chmod 0755 "$T/bin/$hook-wrapper"
 done
 
-for u in "$USER1" "$USER2"; do
-    id "$u" >/dev/null 2>&1 || useradd -M -s /bin/bash "$u" || die "useradd $u failed"
-done
+ensure_users "$USER1" "$USER2"
 
 start_munge "$T/munge" "$USER1"
 log "munged up"

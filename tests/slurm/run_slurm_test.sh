@@ -213,12 +213,7 @@ for hook in prolog epilog task_prolog; do
         if [ "$hook" = epilog ]; then
             # Test hook for case e: after the real epilog, fail on purpose when the
             # harness asked for it for this job id.
-            echo "'$T/bin/epilog.sh'; rc=\$?"
-            echo "if [ -e '$T/run/fail-epilog.'\"\$SLURM_JOB_ID\" ]; then"
-            echo "    echo \"test hook: failing epilog of job \$SLURM_JOB_ID on purpose\" >>'$HOOKLOG'"
-            echo "    exit 1"
-            echo "fi"
-            echo "exit \$rc"
+            epilog_hook "'$T/run/fail-epilog.'\"\$SLURM_JOB_ID\"" "$HOOKLOG"
         else
             echo "exec '$T/bin/$hook.sh'"
         fi
@@ -229,11 +224,7 @@ done
 # ---------------------------------------------------------------------------------------
 # Users
 # ---------------------------------------------------------------------------------------
-for u in "$USER1" "$USER2"; do
-    if ! id "$u" >/dev/null 2>&1; then
-        useradd -M -s /bin/bash "$u" || die "useradd $u failed"
-    fi
-done
+ensure_users "$USER1" "$USER2"
 
 # ---------------------------------------------------------------------------------------
 # munge
