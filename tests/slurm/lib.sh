@@ -65,6 +65,28 @@ epilog_hook() {
     echo "exit \$rc"
 }
 
+# write_hook_wrappers ENV LOG MARK: $T/bin/{prolog,epilog,task_prolog}-wrapper.
+# Slurm gives its hooks no environment of ours, so each wrapper runs the shell
+# lines ENV, sets SCRATCHCRYPT_SLURM_LOG=LOG (prolog and epilog), then the
+# packaged script ($T/bin/HOOK.sh); the epilog's fails on purpose when MARK
+# exists (epilog_hook).
+write_hook_wrappers() {
+    local env=$1 log=$2 mark=$3 hook
+    for hook in prolog epilog task_prolog; do
+        {
+            echo '#!/bin/sh'
+            echo "$env"
+            if [ "$hook" != task_prolog ]; then echo "export SCRATCHCRYPT_SLURM_LOG='$log'"; fi
+            if [ "$hook" = epilog ]; then
+                epilog_hook "$mark" "$log"
+            else
+                echo "exec '$T/bin/$hook.sh'"
+            fi
+        } >"$T/bin/$hook-wrapper"
+        chmod 0755 "$T/bin/$hook-wrapper"
+    done
+}
+
 install_slurm_packages() {
     local need_pkgs=() added_policy apt_rc
     command -v slurmctld  >/dev/null 2>&1 || need_pkgs+=(slurmctld)

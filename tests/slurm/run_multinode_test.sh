@@ -258,20 +258,8 @@ exec slurmd -D -N "\$n" -f '$CONF'
 EOF
 chmod 0755 "$T/bin/node-boot"
 
-for hook in prolog epilog task_prolog; do
-    {
-        echo '#!/bin/sh'
-        echo "$NODE_ENV"
-        if [ "$hook" != task_prolog ]; then echo "export SCRATCHCRYPT_SLURM_LOG='$T/local/hooks.log'"; fi
-        if [ "$hook" = epilog ]; then
-            # case c: after the real epilog, fail on purpose on the node the harness named
-            epilog_hook "'$T/run/fail-epilog.'\"\$SLURM_JOB_ID.\$(hostname)\"" "$T/local/hooks.log"
-        else
-            echo "exec '$T/bin/$hook.sh'"
-        fi
-    } >"$T/bin/$hook-wrapper"
-    chmod 0755 "$T/bin/$hook-wrapper"
-done
+# case c: the epilog fails on purpose on the node the harness named.
+write_hook_wrappers "$NODE_ENV" "$T/local/hooks.log" "'$T/run/fail-epilog.'\"\$SLURM_JOB_ID.\$(hostname)\""
 
 ensure_users "$USER1" "$USER2"
 

@@ -200,26 +200,11 @@ chmod 0644 "$T/etc/scratchcrypt.conf"
 HOOKLOG=$T/log/hooks.log
 touch "$HOOKLOG"
 chmod 0644 "$HOOKLOG"
-for hook in prolog epilog task_prolog; do
-    {
-        echo '#!/bin/sh'
-        echo "export $MARK_VAR='$T'"
-        echo "export SCRATCHCRYPT_CONFIG='$T/etc/scratchcrypt.conf'"
-        echo "export SCRATCHCRYPT_BIN='$SC'"
-        echo "export SCRATCHCRYPT_RUN_DIR='$SCRATCHCRYPT_RUN_DIR'"
-        if [ "$hook" != task_prolog ]; then
-            echo "export SCRATCHCRYPT_SLURM_LOG='$HOOKLOG'"
-        fi
-        if [ "$hook" = epilog ]; then
-            # Test hook for case e: after the real epilog, fail on purpose when the
-            # harness asked for it for this job id.
-            epilog_hook "'$T/run/fail-epilog.'\"\$SLURM_JOB_ID\"" "$HOOKLOG"
-        else
-            echo "exec '$T/bin/$hook.sh'"
-        fi
-    } >"$T/bin/$hook-wrapper"
-    chmod 0755 "$T/bin/$hook-wrapper"
-done
+# Case e: the epilog fails on purpose when the harness asked for it for this job id.
+write_hook_wrappers "export $MARK_VAR='$T'
+export SCRATCHCRYPT_CONFIG='$T/etc/scratchcrypt.conf'
+export SCRATCHCRYPT_BIN='$SC'
+export SCRATCHCRYPT_RUN_DIR='$SCRATCHCRYPT_RUN_DIR'" "$HOOKLOG" "'$T/run/fail-epilog.'\"\$SLURM_JOB_ID\""
 
 # ---------------------------------------------------------------------------------------
 # Users
