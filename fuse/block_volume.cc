@@ -85,15 +85,6 @@ uint64_t allocated_bytes_of(const std::string& backing) {
   return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 
-bool pid_running(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (pid <= 0 || !std::getline(stat, line)) return false;
-  auto paren = line.rfind(')');
-  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'Z' &&
-         line[paren + 2] != 'X';
-}
-
 std::string size_text(uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1 << 30));
@@ -117,7 +108,7 @@ SpaceCheck reserve_space(const std::string& backing, uint64_t wanted) {
   check.margin_bytes = space_margin(static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize);
   for (const auto& r : registered_volumes()) {
     struct stat there;
-    if (r.layout != "block" || !pid_running(r.pid) || ::stat(r.backing.c_str(), &there) != 0 ||
+    if (r.layout != "block" || !process_alive(r.pid) || ::stat(r.backing.c_str(), &there) != 0 ||
         there.st_dev != here.st_dev) {
       continue;
     }

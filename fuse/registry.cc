@@ -48,6 +48,16 @@ std::string image_mount_root() {
   return dir != nullptr && *dir != '\0' ? std::string(dir) + "/images" : "/run/scratchcrypt/images";
 }
 
+bool process_alive(pid_t pid) {
+  if (pid <= 0) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'Z' &&
+         line[paren + 2] != 'X';
+}
+
 std::string json_escape(const std::string& text) {
   std::string out;
   for (char c : text) {

@@ -40,6 +40,11 @@ void unregister_volume(const std::string& id);
 std::vector<VolumeRecord> registered_volumes();
 std::optional<VolumeRecord> find_volume(const std::string& mountpoint_or_backing);
 
+// True while `pid` (a record's daemon) runs; a zombie counts as gone: a
+// detached daemon's parent is init, which may take a while to reap it, but a
+// zombie holds no memory, key or file any more.
+bool process_alive(pid_t pid);
+
 // Minimal JSON helpers shared by the registry and the wipe records.
 std::string json_escape(const std::string& text);
 // The value of "key" in a flat JSON object that we wrote ourselves (a

@@ -23,6 +23,7 @@
 #include "fuse/loop_device.h"
 #include "fuse/make_fs.h"
 #include "fuse/mounts.h"
+#include "fuse/registry.h"
 #include "fuse/unique_fd.h"
 #include "tools/holders.h"
 

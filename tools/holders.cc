@@ -16,6 +16,7 @@
 
 #include "fuse/error.h"
 #include "fuse/mounts.h"
+#include "fuse/registry.h"
 #include "fuse/unique_fd.h"
 
 namespace scratchcrypt {
@@ -30,21 +31,6 @@ void refuse_busy(const std::string& path, const std::string& action) {
                   "\nstop them, or use --force to cut them off (they get I/O errors)",
               3);
 }
-
-namespace {
-
-// Gone, or a zombie: a detached daemon's parent is init, which may take a
-// while to reap it, but a zombie holds no memory, key or file any more.
-bool has_exited(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  auto paren = line.rfind(')');
-  return paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] == 'Z' ||
-         line[paren + 2] == 'X';
-}
-
-}  // namespace
 
 int evict_cached_data(const std::string& mountpoint) {
   // By device, as processes_using finds holders: a holder in another mount
@@ -79,11 +65,9 @@ int evict_cached_data(const std::string& mountpoint) {
   return killed;
 }
 
-bool process_alive(pid_t pid) { return pid > 0 && !has_exited(pid); }
-
 bool wait_for_exit(pid_t pid, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!has_exited(pid)) {
+  while (process_alive(pid)) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }

@@ -20,9 +20,6 @@ namespace scratchcrypt {
 // processes were killed.
 int evict_cached_data(const std::string& mountpoint);
 
-// True while `pid` runs (a zombie counts as gone).
-bool process_alive(pid_t pid);
-
 // Waits until process `pid` is gone; false on timeout.
 bool wait_for_exit(pid_t pid, std::chrono::milliseconds timeout);
 
