@@ -183,7 +183,7 @@ if [ -e /dev/loop-control ]; then
         "[ \"\$(ls -A '$tmp/backing/blk' | tr '\n' ' ')\" = '.scratchcrypt-volume image ' ] && ! grep -rqaF '$marker' '$tmp/backing/blk' && ! grep -rqaF data.txt '$tmp/backing/blk'"
     check_shown "block volume: scratchcrypt wipe --wait" $sc wipe --wait "$tmp/mnt/blk"
     check "block volume: unmounted, image deleted, loop device detached, key gone" sh -c \
-        "! grep -qF ' $tmp/mnt/blk ' /proc/mounts && [ ! -e '$tmp/backing/blk' ] && [ -n '$blk_id' ] && [ -z \"\$(grep -lF '$blk_id' /sys/block/loop*/loop/backing_file 2>/dev/null)\" ] && ! grep -q 'scratchcrypt:$blk_id' /proc/keys"
+        "! grep -qF ' $tmp/mnt/blk ' /proc/mounts && [ ! -e '$tmp/backing/blk' ] && [ -n '$blk_id' ] && [ -z \"\$(grep -lF '$blk_id' /sys/block/loop*/loop/backing_file 2>/dev/null)\" ] && ! keyctl search @u user 'scratchcrypt:$blk_id' >/dev/null 2>&1"
     check "wipe record: job pkgblock, complete" sh -c \
         "grep '\"job\": \"pkgblock\"' '$tmp/log/wipe.jsonl' | grep -q '\"outcome\": \"complete\"'"
 else
